@@ -1,0 +1,1 @@
+"""Dataset preparation, datalists, synthetic demo data and checked NIfTI input/output."""

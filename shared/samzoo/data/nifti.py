@@ -1,0 +1,95 @@
+"""Checked NIfTI reading and atomic writing.
+
+Every reader in samzoo goes through :func:`load_nifti`, so a missing, unreadable or NaN-holding file fails with a
+:class:`DataError` that names it, and every writer goes through :func:`save_nifti`, which writes to a temporary
+file and renames it so an interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from samzoo.data.errors import DataError
+
+
+@dataclass
+class NiftiVolume:
+    """A NIfTI image as an array in the file's own voxel order, with its affine and voxel sizes."""
+
+    path: Path
+    array: np.ndarray
+    affine: np.ndarray
+    zooms: tuple[float, ...]
+
+
+def load_nifti(path: str | Path, dtype: np.dtype | type | None = np.float32, allow_nan: bool = False) -> NiftiVolume:
+    """Read ``path``; raise :class:`DataError` naming it when missing, unreadable or (unless allowed) holding NaN."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        img = nib.load(str(path))
+        array = np.asanyarray(img.dataobj)
+    except Exception as err:  # nibabel raises many types for corrupt files
+        raise DataError(path, f"cannot be read as NIfTI ({type(err).__name__}: {err})") from err
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if not allow_nan and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise DataError(path, f"contains {bad} NaN or infinite voxel(s)")
+    zooms = tuple(float(z) for z in img.header.get_zooms())
+    return NiftiVolume(path=path, array=array, affine=np.asarray(img.affine, dtype=np.float64), zooms=zooms)
+
+
+def load_label(path: str | Path, allowed: set[int] | None = None) -> NiftiVolume:
+    """Read a label map as uint8; raise :class:`DataError` for non-integer values or values outside ``allowed``."""
+    vol = load_nifti(path, dtype=None)
+    values = vol.array
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.isfinite(values).all():
+            raise DataError(path, "label map contains NaN or infinite values")
+        if not np.array_equal(values, np.round(values)):
+            raise DataError(path, "label map holds non-integer values (is this an image rather than a label?)")
+    found = {int(v) for v in np.unique(values)}
+    if allowed is not None and not found <= allowed:
+        raise DataError(path, f"unexpected label values {sorted(found - allowed)} (allowed: {sorted(allowed)})")
+    if min(found, default=0) < 0 or max(found, default=0) > 255:
+        raise DataError(path, f"label values {sorted(found)} do not fit 0..255")
+    vol.array = values.astype(np.uint8)
+    return vol
+
+
+def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, zooms: tuple[float, ...] | None = None) -> Path:
+    """Write ``array`` atomically (temporary file, then rename); ``zooms`` sets voxel sizes beyond the affine's."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
+    img.header.set_xyzt_units("mm", "sec")
+    if zooms is not None:
+        img.header.set_zooms(tuple(zooms)[: array.ndim])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix="".join(path.suffixes))
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def check_same_grid(image: NiftiVolume, label: NiftiVolume, spatial_dims: int | None = None) -> None:
+    """Raise :class:`DataError` naming the label when its shape or affine differs from the image's."""
+    ishape, lshape = image.array.shape, label.array.shape
+    if spatial_dims is not None:
+        ishape, lshape = ishape[:spatial_dims], lshape[:spatial_dims]
+    if ishape != lshape:
+        raise DataError(label.path, f"shape {label.array.shape} does not match image {image.path.name} {image.array.shape}")
+    if not np.allclose(image.affine, label.affine, atol=1e-3, rtol=1e-4):
+        raise DataError(label.path, f"geometry (affine) differs from image {image.path.name}")
