@@ -1,0 +1,43 @@
+"""Losses that respect sparse annotations.
+
+Labels of cine MRI usually exist only at ED and ES. The cine transforms mark every voxel of an unlabelled frame
+with an ignore value, and the losses here count only the other voxels, so unlabelled frames contribute nothing to
+the gradient while the network still sees them as temporal context.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.losses import MaskedDiceLoss
+from torch import nn
+
+IGNORE_VALUE = -1
+"""Label value of voxels that carry no annotation (frames without labels)."""
+
+
+class MaskedDiceBCELoss(nn.Module):
+    """Weighted sum of binary cross-entropy and Dice loss over annotated voxels (CMR2D+T-SAM §2.2).
+
+    ``input`` holds logits (B, 1, spatial...), ``target`` holds 0/1 with :data:`IGNORE_VALUE` on unannotated
+    voxels. The Dice term pools the whole batch (``batch=True``) so a clip whose labelled frames are empty does not
+    produce an undefined per-sample Dice.
+    """
+
+    def __init__(self, lambda_dice: float = 1.0, lambda_bce: float = 1.0, ignore_value: int = IGNORE_VALUE) -> None:
+        super().__init__()
+        self.lambda_dice = lambda_dice
+        self.lambda_bce = lambda_bce
+        self.ignore_value = ignore_value
+        self.dice = MaskedDiceLoss(sigmoid=True, batch=True)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if input.shape != target.shape:
+            raise ValueError(f"input {tuple(input.shape)} and target {tuple(target.shape)} must have the same shape")
+        input = input.float()
+        valid = (target != self.ignore_value).to(input.dtype)
+        target = target.to(input.dtype) * valid
+        dice = self.dice(input, target, mask=valid[:, :1])
+        bce = F.binary_cross_entropy_with_logits(input, target, weight=valid, reduction="sum")
+        bce = bce / valid.sum().clamp_min(1.0)
+        return self.lambda_dice * dice + self.lambda_bce * bce
