@@ -1,0 +1,31 @@
+"""MONAI dictionary transforms for the samzoo bundles."""
+
+from samzoo.transforms.cine import (
+    ChannelsToFramesd,
+    CropHeartd,
+    FramesToChannelsd,
+    RandCineAugmentd,
+    RandCropHeartd,
+    RandSamplePhasesd,
+    SamplePhasesd,
+    cine_transforms,
+    heart_crop_box,
+    label_centre,
+    motion_centre,
+    sample_phase_indices,
+)
+
+__all__ = [
+    "ChannelsToFramesd",
+    "CropHeartd",
+    "FramesToChannelsd",
+    "RandCineAugmentd",
+    "RandCropHeartd",
+    "RandSamplePhasesd",
+    "SamplePhasesd",
+    "cine_transforms",
+    "heart_crop_box",
+    "label_centre",
+    "motion_centre",
+    "sample_phase_indices",
+]
