@@ -1,6 +1,5 @@
 import torch
 import torch.nn.functional as F
-
 from samzoo.losses import IGNORE_VALUE, MaskedDiceBCELoss
 
 

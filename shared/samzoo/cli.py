@@ -12,7 +12,13 @@ import fire
 
 
 class SamzooCLI:
-    """Prepare datasets into datalists, generate synthetic demo data and evaluate predicted masks."""
+    """Prepare datasets into datalists, generate synthetic demo data and evaluate predicted masks.
+
+    samzoo prepare {acdc,mnms,mnms2,stacom,lits,totalseg} --src DIR --dst DIR [--seed N] [--val_fraction F]
+                   [--test_fraction F] [--test_cases A,B] [--val_cases A,B] [dataset options]
+    samzoo demo {cine,ct} --dst DIR [--cases N] [--seed N]
+    samzoo evaluate --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S]
+    """
 
     def prepare(
         self,
@@ -26,7 +32,7 @@ class SamzooCLI:
         val_cases: list[str] | tuple[str, ...] | str | None = None,
         **options,
     ) -> str:
-        """Read DATASET (acdc, mnms, mnms2, stacom, lits, totalseg) in its public layout from SRC and write DST/datalist.json.
+        """Read DATASET (acdc, mnms, mnms2, stacom, lits, totalseg) from SRC; write DST/datalist.json.
 
         Splits are by patient, deterministic for SEED, or given by TEST_CASES / VAL_CASES (comma separated or a
         list). Dataset-specific OPTIONS are passed on (e.g. ``--info_csv`` for mnms, ``--liver_label`` for
@@ -48,15 +54,13 @@ class SamzooCLI:
         return str(path)
 
     def demo(self, kind: str, dst: str, cases: int | None = None, seed: int = 0) -> str:
-        """Write synthetic demo data of KIND (cine: ACDC layout with SAX stacks and LAX slices; ct: LiTS layout) to DST."""
+        """Write synthetic demo data of KIND to DST (cine: ACDC layout with SAX and LAX; ct: LiTS layout)."""
         from samzoo.data.demo import write_demo
 
         return str(write_demo(kind, Path(dst), cases=cases, seed=seed))
 
-    def evaluate(
-        self, pred: str, datalist: str, out: str, split: str = "test", pred_postfix: str = ""
-    ) -> str:
-        """Compare predicted NIfTI masks in PRED with the labels of DATALIST's SPLIT; write OUT/metrics.csv and summary.json."""
+    def evaluate(self, pred: str, datalist: str, out: str, split: str = "test", pred_postfix: str = "") -> str:
+        """Compare predicted NIfTI masks in PRED with DATALIST's SPLIT; write OUT/metrics.csv, summary.json."""
         from samzoo.metrics.evaluation import evaluate_folder
 
         return str(evaluate_folder(Path(pred), Path(datalist), Path(out), split=split, pred_postfix=pred_postfix))
@@ -74,7 +78,7 @@ def _as_list(value: list[str] | tuple[str, ...] | str | None) -> list[str] | Non
 def main() -> None:
     """Entry point of the ``samzoo`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fire.Fire(SamzooCLI, name="samzoo")
+    fire.Fire(SamzooCLI(), name="samzoo")
 
 
 if __name__ == "__main__":

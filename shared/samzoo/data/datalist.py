@@ -89,9 +89,7 @@ def split_patients(
     return splits
 
 
-def build_datalist(
-    items: Sequence[dict[str, Any]], splits: dict[str, list[str]], **info: Any
-) -> dict[str, Any]:
+def build_datalist(items: Sequence[dict[str, Any]], splits: dict[str, list[str]], **info: Any) -> dict[str, Any]:
     """Group ``items`` into the splits by their ``patient_id``; ``info`` is stored alongside (dataset, labels...)."""
     where = {p: split for split, patients in splits.items() for p in patients}
     datalist: dict[str, Any] = dict(info)

@@ -77,11 +77,19 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, zooms: t
     os.close(fd)
     try:
         nib.save(img, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it), so atomically written files get normal permissions."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_same_grid(image: NiftiVolume, label: NiftiVolume, spatial_dims: int | None = None) -> None:
@@ -90,6 +98,8 @@ def check_same_grid(image: NiftiVolume, label: NiftiVolume, spatial_dims: int | 
     if spatial_dims is not None:
         ishape, lshape = ishape[:spatial_dims], lshape[:spatial_dims]
     if ishape != lshape:
-        raise DataError(label.path, f"shape {label.array.shape} does not match image {image.path.name} {image.array.shape}")
+        raise DataError(
+            label.path, f"shape {label.array.shape} does not match image {image.path.name} {image.array.shape}"
+        )
     if not np.allclose(image.affine, label.affine, atol=1e-3, rtol=1e-4):
         raise DataError(label.path, f"geometry (affine) differs from image {image.path.name}")
