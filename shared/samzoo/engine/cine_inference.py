@@ -1,0 +1,98 @@
+"""Inference on user cines: one slice (H, W, T) or a whole stack (H, W, Z, T) per NIfTI file.
+
+The network works on one slice's cine at a time. A stack is split into per-slice cines (written to a work folder
+with each slice's own geometry, as ``samzoo prepare`` does), every slice is predicted, and
+:class:`CineMaskAssembler` puts the slice masks back into one file with the input's shape and affine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ignite.engine import Engine, Events
+
+from samzoo.data.errors import DataError
+from samzoo.data.nifti import load_nifti, save_nifti
+from samzoo.data.prepare.cardiac import slice_affine
+
+logger = logging.getLogger(__name__)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
+
+
+def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path, view: str = "SAX") -> list[dict[str, Any]]:
+    """Items for the inference pipeline: a (H, W, T) file as it is, a (H, W, Z, T) file split into Z slice files."""
+    if isinstance(files, (str, Path)):
+        files = [files]
+    if not files:
+        raise DataError(None, "no input files given (set input_files to one or more NIfTI cines)")
+    work_dir = Path(work_dir)
+    items = []
+    for file in map(Path, files):
+        vol = load_nifti(file)
+        if vol.array.ndim == 3:
+            items.append({"image": str(file), "view": view, "source": str(file)})
+        elif vol.array.ndim == 4:
+            for z in range(vol.array.shape[2]):
+                out = work_dir / f"{_stem(file)}_s{z:02d}.nii.gz"
+                save_nifti(vol.array[:, :, z, :], slice_affine(vol.affine, z), out)
+                items.append({"image": str(out), "view": view, "source": str(file)})
+        else:
+            raise DataError(file, f"shape {vol.array.shape}: expected a cine (H, W, T) or a stack (H, W, Z, T)")
+    return items
+
+
+class CineMaskAssembler:
+    """When inference completes, write ``<output_dir>/<input name><postfix>.nii.gz`` for every input file.
+
+    Slice predictions are read from ``pred_dir`` (named after the per-slice files) and stacked back to
+    (H, W, Z, T) for stacks; the input's affine is kept, so the mask overlays the input in any viewer.
+    """
+
+    def __init__(
+        self, files: Sequence[str | Path], pred_dir: str | Path, output_dir: str | Path, postfix: str = "_seg"
+    ) -> None:
+        self.files = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
+        self.pred_dir = Path(pred_dir)
+        self.output_dir = Path(output_dir)
+        self.postfix = postfix
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine | None = None) -> list[Path]:
+        written = []
+        for file in self.files:
+            vol = load_nifti(file)
+            stem = _stem(file)
+            if vol.array.ndim == 3:
+                mask = self._read(self.pred_dir / f"{stem}.nii.gz", vol.array.shape)
+            else:
+                shape = vol.array.shape[:2] + vol.array.shape[3:]
+                slices = [
+                    self._read(self.pred_dir / f"{stem}_s{z:02d}.nii.gz", shape) for z in range(vol.array.shape[2])
+                ]
+                mask = np.stack(slices, axis=2)
+            out = self.output_dir / f"{stem}{self.postfix}.nii.gz"
+            if out.resolve() == file.resolve():
+                raise DataError(out, "the mask would overwrite its input; choose another output_dir or postfix")
+            written.append(save_nifti(mask.astype(np.uint8), vol.affine, out))
+            logger.info("mask of %s written to %s", file, out)
+        return written
+
+    @staticmethod
+    def _read(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+        pred = load_nifti(path, dtype=np.uint8).array
+        if pred.shape != tuple(shape):
+            raise DataError(path, f"prediction shape {pred.shape} differs from the input's {tuple(shape)}")
+        return pred
