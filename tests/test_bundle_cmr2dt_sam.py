@@ -112,3 +112,35 @@ def test_train_resume_evaluate_and_infer(workspace):
     assert mask.shape == source.shape
     np.testing.assert_allclose(mask.affine, source.affine)
     assert set(np.unique(mask.get_fdata())) <= {0.0, 2.0}
+
+
+def test_variant_files_select_views_and_prompts(workspace):
+    from monai.bundle import ConfigParser
+
+    for variant, views, prompt in (("sax", {"SAX"}, False), ("lax", {"LAX"}, False), ("multi", {"SAX", "LAX"}, False)):
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "variants" / f"{variant}.json")])
+        parser.update(workspace)
+        parser.parse()
+        assert {item["view"] for item in parser.get_parsed_content("train#items")} == views
+        assert (parser.get_parsed_content("network_def").text_proj is not None) == prompt
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update(workspace)
+    parser.parse()
+    assert parser.get_parsed_content("network_def").text_proj is not None
+
+
+def test_paper_setting_names_the_missing_sam_checkpoint(workspace):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "variants" / "paper.json")])
+    parser.update(workspace)
+    parser.parse()
+    with pytest.raises(RuntimeError) as info:
+        parser.get_parsed_content("network_def")
+    cause = info.value.__cause__
+    while cause is not None and not isinstance(cause, FileNotFoundError):
+        cause = cause.__cause__
+    assert cause is not None and "sam_vit_h_4b8939.pth" in str(cause) and "pretrained=false" in str(cause)

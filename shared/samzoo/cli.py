@@ -18,6 +18,7 @@ class SamzooCLI:
                    [--test_fraction F] [--test_cases A,B] [--val_cases A,B] [dataset options]
     samzoo demo {cine,ct} --dst DIR [--cases N] [--seed N]
     samzoo evaluate --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S]
+    samzoo text_prompts --out DIR [--model ViT-B-32] [--pretrained openai]
     """
 
     def prepare(
@@ -64,6 +65,12 @@ class SamzooCLI:
         from samzoo.metrics.evaluation import evaluate_folder
 
         return str(evaluate_folder(Path(pred), Path(datalist), Path(out), split=split, pred_postfix=pred_postfix))
+
+    def text_prompts(self, out: str, model: str = "ViT-B-32", pretrained: str = "openai") -> list[str]:
+        """Recompute the CLIP text embeddings of "sax" and "lax" into OUT/{sax,lax}.npy (needs the CLIP weights)."""
+        from samzoo.networks.text_prompts import compute_text_prompts, save_text_prompts
+
+        return [str(p) for p in save_text_prompts(compute_text_prompts(model_name=model, pretrained=pretrained), out)]
 
 
 def _as_list(value: list[str] | tuple[str, ...] | str | None) -> list[str] | None:
