@@ -1,0 +1,120 @@
+"""Evaluation and inference pieces of the SAM prompting bundle.
+
+:class:`SliceReportWriter` turns an evaluator's low-resolution per-class masks into label maps on each slice's own
+grid and writes the standard report (:func:`samzoo.metrics.write_report`) when the run ends. :func:`segment_file`
+segments one frame of an image file from user prompts (a JSON file or boxes around an existing label map).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from samzoo.data.errors import DataError
+from samzoo.data.nifti import load_label, load_nifti, save_nifti
+from samzoo.metrics import results_table, write_report
+from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size, to_sam_input
+from samzoo.prompts.io import boxes_from_label, read_prompts
+from samzoo.studies.prompting import evaluate_slices
+
+logger = logging.getLogger(__name__)
+
+
+class SliceReportWriter:
+    """Handler: collect the evaluator's ``pred`` (C, 256, 256) per sample and, at the end, write ``metrics.csv``,
+    ``summary.json`` and ``metrics.png`` for the slices into ``out_dir``.
+
+    Args:
+        network: maps masks back to each slice's grid (:meth:`SamPromptModel.to_original`).
+        samples: the evaluated samples (:func:`samzoo.transforms.sam_prompt.slice_samples`); batches carry their
+            ``index``.
+        classes: label value -> name, in the order of the mask channels.
+        out_dir: report folder.
+    """
+
+    def __init__(
+        self, network: SamPromptModel, samples: Sequence[Mapping[str, Any]], classes: Mapping[int, str], out_dir: str
+    ) -> None:
+        self.network = network
+        self.samples = samples
+        self.classes = dict(classes)
+        self.out_dir = Path(out_dir)
+        self.predictions: dict[int, np.ndarray] = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda _: self.predictions.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def collect(self, engine: Engine) -> None:
+        for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
+            size = tuple(int(s) for s in batch["original_size"])
+            masks = self.network.to_original(torch.as_tensor(output["pred"]).float(), size) > 0.5
+            self.predictions[int(batch["index"])] = combine_masks(masks.cpu().numpy(), list(self.classes))
+
+    def write(self, engine: Engine) -> None:
+        rows = evaluate_slices(self.samples, self.predictions, self.classes)
+        summary = write_report(rows, self.out_dir)
+        logger.info(
+            "evaluation of %d slices written to %s\n%s", len(self.predictions), self.out_dir, results_table(summary)
+        )
+
+
+@torch.no_grad()
+def segment_file(
+    network: SamPromptModel,
+    image: str | Path,
+    output: str | Path,
+    frame: int = 0,
+    prompts: str | Path | None = None,
+    label: str | Path | None = None,
+    classes: Sequence[int] = (1, 2, 3),
+    margin: int = 5,
+) -> Path:
+    """Segment one frame of an image file (H, W) or (H, W, T) and save the label map on the image's grid.
+
+    Prompts come from the JSON file ``prompts`` (:func:`samzoo.prompts.io.read_prompts`) or, when only ``label``
+    is given, are boxes with ``margin`` around each class of ``classes`` present in that label file's frame. Each
+    class is decoded separately and painted in ascending label order (later class wins where masks overlap). The
+    output has the image's shape, with only ``frame`` filled for a cine.
+    """
+    volume = load_nifti(image)
+    array = volume.array if volume.array.ndim == 3 else volume.array[..., None]
+    if array.ndim != 3 or not 0 <= frame < array.shape[-1]:
+        raise DataError(image, f"expected an (H, W) or (H, W, T) image holding frame {frame}, got {volume.array.shape}")
+    if prompts is not None:
+        given = read_prompts(prompts)
+    elif label is not None:
+        label_volume = load_label(label).array
+        given = boxes_from_label(label_volume.reshape(*label_volume.shape[:2], -1)[..., frame], classes, margin)
+        if not given:
+            raise DataError(label, f"frame {frame} holds none of the classes {list(classes)}: no box to prompt with")
+    else:
+        raise ValueError("segment_file needs a prompt file or a label file")
+    network.eval()
+    slice_ = array[..., frame]
+    spec = network.input_spec
+    embedding = network.embed(to_sam_input(slice_, spec)[None])
+    height, width = resized_size(slice_.shape, spec.image_size)
+    scale = np.array([width / slice_.shape[1], height / slice_.shape[0]], dtype=np.float32)
+    values, masks = sorted(given), []
+    for value in values:
+        p = given[value]
+        device = embedding.device
+        points = torch.as_tensor(p.points * scale, device=device)[None, None] if len(p.points) else None
+        labels = torch.as_tensor(p.labels, device=device)[None, None] if len(p.points) else None
+        box = None if p.box is None else torch.as_tensor(p.box.reshape(2, 2) * scale, device=device).reshape(1, 1, 4)
+        logits = network(embedding, points, labels, box)[0]
+        masks.append(network.to_original(logits, slice_.shape)[0] > 0)
+    result = np.zeros(array.shape, dtype=np.uint8)
+    result[..., frame] = combine_masks(torch.stack(masks).cpu().numpy(), values)
+    result = result.reshape(volume.array.shape)
+    out = save_nifti(result, volume.affine, output, zooms=volume.zooms)
+    logger.info("segmented frame %d of %s (classes %s) -> %s", frame, image, values, out)
+    return out

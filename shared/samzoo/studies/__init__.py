@@ -1,0 +1,1 @@
+"""Experiment runners that sweep a method's settings and write result tables."""

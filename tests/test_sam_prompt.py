@@ -1,0 +1,136 @@
+"""SAM prompting model and data pipeline: decoder-only gradients, grids, samples, prompts on the encoder grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.losses import DiceCELoss
+from samzoo.data.nifti import save_nifti
+from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
+from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_patients, slice_samples
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> SamPromptModel:
+    torch.manual_seed(0)
+    return SamPromptModel("vit_tiny", pretrained=False)
+
+
+def _item(tmp_path, name: str, patient: str, rv_at_es: bool = True) -> dict:
+    """A (32, 24, 3) cine with ED frame 0 and ES frame 2; the RV is absent at ES unless ``rv_at_es``."""
+    label = np.zeros((32, 24, 3), dtype=np.uint8)
+    label[4:10, 4:10, :] = 1
+    label[12:28, 8:22, :] = 2
+    label[16:24, 12:18, :] = 3
+    if not rv_at_es:
+        label[..., 2][label[..., 2] == 1] = 0
+    image = label.astype(np.float32) * 50 + 10
+    affine = np.diag([1.5, 1.5, 1.0, 1.0])
+    save_nifti(image, affine, tmp_path / f"{name}_img.nii.gz")
+    save_nifti(label, affine, tmp_path / f"{name}_lab.nii.gz")
+    return {
+        "image": str(tmp_path / f"{name}_img.nii.gz"),
+        "label": str(tmp_path / f"{name}_lab.nii.gz"),
+        "case_id": patient,
+        "patient_id": patient,
+        "dataset": "test",
+        "view": "SAX",
+        "slice_index": 0,
+        "slice_position": "mid",
+        "num_frames": 3,
+        "ed_frame": 0,
+        "es_frame": 2,
+        "labelled_frames": [0, 2],
+        "spacing": [1.5, 1.5, 8.0],
+        "spacing_known": True,
+    }
+
+
+def test_only_the_mask_decoder_receives_gradients(tiny: SamPromptModel) -> None:
+    trainable = {name.split(".")[1] for name, p in tiny.named_parameters() if p.requires_grad}
+    assert trainable == {"mask_decoder"}
+    tiny.train()
+    assert not tiny.sam.image_encoder.training and tiny.sam.mask_decoder.training
+    embeddings = tiny.embed(torch.rand(2, 3, 256, 256))
+    assert embeddings.shape == (2, 256, 16, 16) and not embeddings.requires_grad
+    points = torch.rand(2, 3, 4, 2) * 200
+    labels = torch.tensor([1, 1, 0, 0]).expand(2, 3, 4)
+    boxes = torch.tensor([10.0, 20.0, 120.0, 150.0]).expand(2, 3, 4)
+    logits = tiny(embeddings, points, labels, boxes)
+    assert logits.shape == (2, 3, tiny.mask_size, tiny.mask_size) == (2, 3, 64, 64)
+    DiceCELoss(sigmoid=True)(logits, (torch.rand_like(logits) > 0.5).float()).backward()
+    with_grad = {name for name, p in tiny.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)}
+    assert with_grad and all(name.startswith("sam.mask_decoder.") for name in with_grad)
+    assert {n for n, _ in tiny.named_parameters() if n.startswith("sam.mask_decoder.transformer.")} <= with_grad
+    tiny.zero_grad(set_to_none=True)
+    assert tiny(embeddings, None, None, boxes).shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="point or box"):
+        tiny(embeddings)
+
+
+def test_grids_and_overlap_rule(tiny: SamPromptModel) -> None:
+    assert resized_size((100, 95), 256) == (256, 243)
+    logits = torch.full((2, 64, 64), -10.0)
+    logits[0, :, :16] = 10.0  # input columns < 64 of the padded 256 x 256 input
+    back = tiny.to_original(logits, (100, 50))  # resized to 256 x 128: input column 64 is slice column 25
+    assert back.shape == (2, 100, 50)
+    assert bool((back[0, :, :20] > 0).all()) and bool((back[0, :, 30:] < 0).all())
+    masks = np.zeros((3, 4, 4), dtype=bool)
+    masks[0, :2] = True
+    masks[1, 1:3] = True
+    masks[2, 2:] = True
+    np.testing.assert_array_equal(combine_masks(masks, [1, 2, 3])[:, 0], [1, 2, 3, 3])
+
+
+def test_samples_leave_out_slices_missing_a_class(tmp_path) -> None:
+    items = [_item(tmp_path, "a", "p1"), _item(tmp_path, "b", "p2", rv_at_es=False)]
+    samples = slice_samples(items, [1, 2, 3])
+    assert [(s["case_id"], s["phase"], s["frame"]) for s in samples] == [
+        ("p1", "ED", 0),
+        ("p1", "ES", 2),
+        ("p2", "ED", 0),
+    ]
+    assert [s["index"] for s in samples] == [0, 1, 2]
+    loaded = LoadSliced()(samples[1])
+    assert loaded["image"].shape == (32, 24) and loaded["label"].dtype == np.int64
+    np.testing.assert_array_equal(loaded["original_size"], [32, 24])
+
+
+def test_patient_subsets_are_seeded_and_nested() -> None:
+    items = [{"patient_id": f"p{i:02d}", "slice": s} for i in range(10) for s in range(2)]
+    small, large = select_patients(items, 3, seed=1), select_patients(items, 6, seed=1)
+    patients = {i["patient_id"] for i in small}
+    assert len(patients) == 3 and len(small) == 6
+    assert patients <= {i["patient_id"] for i in large}
+    assert select_patients(items, 3, seed=1) == small and select_patients(items, 3, seed=2) != small
+    assert select_patients(items, None) == items and select_patients(items, 50) == items
+
+
+def test_prompts_and_targets_on_the_encoder_grid(tmp_path) -> None:
+    sample = LoadSliced()(slice_samples([_item(tmp_path, "a", "p1")], [1, 2, 3])[0])
+    prompts = SamplePromptsd([1, 2, 3], image_size=256, num_positive=2, num_negative=1, use_box=True, seed=3)
+    out = prompts(sample)
+    assert out["points"].shape == (3, 4, 2) and out["point_labels"].tolist() == [[1, 1, 0, 0]] * 3
+    # 32 x 24 -> 256 x 192: factor 8 on both axes; the RV box [4-5, 4-5, 9+5, 9+5] clipped -> [0, 0, 14, 14] * 8
+    np.testing.assert_allclose(out["boxes"][0].numpy(), [0, 0, 112, 112])
+    label = sample["label"]
+    for c, value in enumerate((1, 2, 3)):
+        x, y = (out["points"][c, :2] / 8).long().T
+        assert (label[y.numpy(), x.numpy()] == value).all()
+    assert torch.equal(prompts(sample)["points"], out["points"])  # seeded per sample index
+    free = SamplePromptsd([1, 2, 3], 256, 3, 0, use_box=False)
+    free.set_random_state(0)
+    assert "boxes" not in free(sample) and not torch.equal(free(sample)["points"], free(sample)["points"])
+    target = SamTargetd([1, 2, 3], image_size=256, mask_size=64)(out)["label"]
+    assert target.shape == (3, 64, 64)
+    # LV rows 16-23, columns 12-17 of the slice -> rows 32-47, columns 24-35 on the 64 grid (factor 2)
+    expected = torch.zeros(64, 64)
+    expected[32:48, 24:36] = 1
+    assert torch.equal(target[2], expected)
+    assert target[:, :, 48:].sum() == 0  # padding
