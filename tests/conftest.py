@@ -17,3 +17,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_torch_thread():
+    """Run the suite on one intra-op thread.
+
+    The test tensors are too small to gain from threading, and on a shared 2-core machine idle OpenMP workers
+    waiting for a busy core cost far more than the work itself.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,16 +23,6 @@ SMALL_VIT_B = ViTConfig(embed_dim=48, depth=2, num_heads=4, global_attn_indexes=
 """vit_b's layout (14-token windows, global last block, 16-pixel patches) at 2 blocks of width 48."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are too small to gain from intra-op threads, and on a busy machine waiting OpenMP workers cost
-    far more than the work itself: run this module on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     torch.manual_seed(0)

@@ -9,21 +9,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from samzoo.data.demo import write_demo
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cmr2dt_sam"
 CONFIGS = BUNDLE / "configs"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

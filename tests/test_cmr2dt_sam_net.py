@@ -47,16 +47,6 @@ SAM_BLOCK_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are too small to gain from intra-op threads, and on a busy machine waiting OpenMP workers cost
-    far more than the work itself: run this module on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def prompt_files(tmp_path: Path) -> list[Path]:
     rng = np.random.default_rng(0)

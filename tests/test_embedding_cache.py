@@ -12,11 +12,6 @@ from samzoo.embedding_cache import EmbeddingCache, embedding_key
 from samzoo.networks.sam_prompt import SamPromptModel, to_sam_input
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> SamPromptModel:
     torch.manual_seed(0)

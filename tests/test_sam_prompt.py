@@ -11,11 +11,6 @@ from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_si
 from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_patients, slice_samples
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> SamPromptModel:
     torch.manual_seed(0)

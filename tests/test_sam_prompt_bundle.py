@@ -16,11 +16,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "sam_prompt" / "conf
 SMALL = {"backbone": "vit_tiny", "pretrained": False, "num_patients": 1, "batch_size": 4}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A bundle root with one epoch of decoder fine-tuning on one demo patient."""
