@@ -1,0 +1,234 @@
+"""Engine hooks of the SAM-Mix and SAM-PP bundles: batch preparation, the joint loss, volume inference and reports.
+
+Training works on 2D slices (:class:`SamMixPrepareBatch`, :class:`SamMixLoss`); evaluation and inference run the
+slice network over whole CT volumes (:class:`SliceBatchInferer`) and write the shared metrics report with the slice
+classification accuracy (:class:`SamMixReport`) or the per-slice presence probabilities (:class:`PresenceWriter`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.engines.utils import PrepareBatch
+from monai.inferers import Inferer
+from monai.losses import DiceLoss, FocalLoss
+from torch import nn
+
+from samzoo.metrics import evaluate_items, results_table, write_report
+from samzoo.transforms.ct import middle_slice_range
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PresenceWriter", "SamMixLoss", "SamMixPrepareBatch", "SamMixReport", "SliceBatchInferer"]
+
+
+class SamMixPrepareBatch(PrepareBatch):
+    """Slice batch -> (image, targets, (), {"gate": ...}) for :class:`~samzoo.networks.sam_mix.SamMix`.
+
+    targets holds ``seg`` (B, 1, H, W), ``presence`` (B, 1) and ``labelled`` (B, 1; ones when the batch has no
+    such key). ``gate_key`` names the batch entry that decides which slices SAM segments: ``"labelled"`` in
+    training (SAM runs only where the segmentation loss can use it), None to let the classifier decide.
+    """
+
+    def __init__(self, gate_key: str | None = "labelled") -> None:
+        self.gate_key = gate_key
+
+    def __call__(
+        self, batchdata: dict[str, Any], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple, dict[str, Any]]:
+        def to(x: torch.Tensor) -> torch.Tensor:
+            return torch.as_tensor(x).to(device=device, non_blocking=non_blocking, **kwargs)
+
+        image = to(batchdata["image"])
+        presence = to(batchdata["presence"]).float()
+        labelled = to(batchdata["labelled"]).float() if "labelled" in batchdata else torch.ones_like(presence)
+        targets = {"seg": to(batchdata["label"]).float(), "presence": presence, "labelled": labelled}
+        gate = None if self.gate_key is None else targets[self.gate_key].flatten() > 0
+        return image, targets, (), {"gate": gate}
+
+
+class SamMixLoss(nn.Module):
+    """lambda_cls * binary focal loss on the presence logits of every slice (Eq. 3) + lambda_seg * Dice loss
+    (Eq. 9) averaged over the labelled slices of the batch (zero when the batch has none)."""
+
+    def __init__(
+        self, alpha: float = 0.25, gamma: float = 2.0, lambda_cls: float = 1.0, lambda_seg: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.focal = FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False)
+        self.dice = DiceLoss(sigmoid=True, reduction="none")
+        self.lambda_cls = lambda_cls
+        self.lambda_seg = lambda_seg
+
+    def forward(self, pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        cls = self.focal(pred["score"].float(), target["presence"])
+        weight = target["labelled"].flatten()
+        seg = self.dice(pred["mask"].float(), target["seg"]).flatten()
+        seg = (seg * weight).sum() / weight.sum().clamp(min=1.0)
+        return self.lambda_cls * cls + self.lambda_seg * seg
+
+
+class SliceBatchInferer(Inferer):
+    """Run a slice network on every axial slice of volumes (B, 1, H, W, D), ``batch_size`` slices at a time.
+
+    Returns ``{"mask": (B, 1, H, W, D), "cam": (B, 1, H, W, D), "prob": (B, D)}``, the last being the presence
+    probability of each slice.
+    """
+
+    def __init__(self, batch_size: int = 16) -> None:
+        self.batch_size = batch_size
+
+    def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        slices = inputs.movedim(-1, 1).flatten(0, 1)  # (B * D, 1, H, W)
+        outputs = [network(chunk, *args, **kwargs) for chunk in torch.split(slices, self.batch_size)]
+        batch, depth = inputs.shape[0], inputs.shape[-1]
+
+        def volume(key: str) -> torch.Tensor:
+            joined = torch.cat([o[key].float() for o in outputs])
+            return joined.unflatten(0, (batch, depth)).movedim(1, -1)
+
+        return {"mask": volume("mask"), "cam": volume("cam"), "prob": torch.sigmoid(volume("score"))[:, 0]}
+
+
+def _source_name(item: Mapping[str, Any], key: str = "image") -> str:
+    """File name of an item's image without its NIfTI suffix."""
+    name = Path(str(item[key].meta["filename_or_obj"])).name
+    return name.removesuffix(".gz").removesuffix(".nii")
+
+
+class SamMixReport:
+    """Evaluator handler: collect each volume's prediction on the label grid (entries are looked up in the output,
+    then in the batch) and, at the end, write the shared metrics report (metrics.csv, summary.json, metrics.png)
+    plus classification.json, the slice-level presence accuracy per case and overall.
+
+    Args:
+        items: the evaluated datalist items, in the evaluator's order.
+        out_dir: report folder.
+        pred_key: output entry holding the binary mask in the label's geometry (1, X, Y, Z).
+        prob_key, presence_key: output entries of the predicted probabilities (D,) and true presence (D,).
+        threshold: probability from which a slice is classed positive.
+        slice_fraction: when the evaluated volumes were cut to their middle slices (``eval_slice_fraction``), the
+            same fraction: only those slices are scored, counted in the RAS order the cut was made in.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        out_dir: str | Path,
+        pred_key: str = "pred_native",
+        prob_key: str = "prob",
+        presence_key: str = "presence",
+        threshold: float = 0.5,
+        slice_fraction: float | None = None,
+    ) -> None:
+        self.items = list(items)
+        self.slice_fraction = slice_fraction
+        self.out_dir = Path(out_dir)
+        self.keys = (pred_key, prob_key, presence_key)
+        self.threshold = threshold
+        self.predictions: list[np.ndarray] = []
+        self.accuracy: dict[str, dict[str, float]] = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def reset(self, engine: Engine) -> None:
+        self.predictions, self.accuracy = [], {}
+
+    def collect(self, engine: Engine) -> None:
+        pred_key, prob_key, presence_key = self.keys
+        for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
+            item = self.items[len(self.predictions)]
+            self.predictions.append(np.asarray(output[pred_key].detach().cpu())[0].astype(np.uint8))
+            predicted = output[prob_key].detach().cpu() >= self.threshold
+            truth = {**batch, **output}[presence_key].detach().cpu() > 0
+            self.accuracy[item["case_id"]] = {
+                "slices": int(truth.numel()),
+                "correct": int((predicted == truth).sum()),
+                "positive": int(truth.sum()),
+                "predicted_positive": int(predicted.sum()),
+            }
+
+    def write(self, engine: Engine) -> None:
+        if len(self.predictions) != len(self.items):
+            raise RuntimeError(f"evaluated {len(self.predictions)} of {len(self.items)} volumes")
+        rows = evaluate_items(self.items, self.predictions, classes={1: "liver"}, label_values={0, 1})
+        if self.slice_fraction is not None:
+            rows = [row for row in rows if row["slice_index"] in self._scored_slices(row["case_id"])]
+        summary = write_report(rows, self.out_dir)
+        slices = sum(a["slices"] for a in self.accuracy.values())
+        correct = sum(a["correct"] for a in self.accuracy.values())
+        classification = {"accuracy": correct / max(slices, 1), "slices": slices, "cases": self.accuracy}
+        (self.out_dir / "classification.json").write_text(json.dumps(classification, indent=2))
+        logger.info("liver segmentation:\n%s", results_table(summary))
+        logger.info("slice presence accuracy %.4f over %d slices", classification["accuracy"], slices)
+
+    def _scored_slices(self, case_id: str) -> range:
+        """Label-array indices of the middle slices of a case: :func:`middle_slice_range` in RAS order, mirrored
+        when the label's last axis runs from superior to inferior."""
+        item = next(i for i in self.items if i["case_id"] == case_id)
+        label = nib.load(item["label"])
+        depth = label.shape[-1]
+        band = middle_slice_range(depth, self.slice_fraction)
+        if nib.aff2axcodes(label.affine)[-1] == "I":
+            return range(depth - band.stop, depth - band.start)
+        return band
+
+
+class PresenceWriter:
+    """Inference handler: for each volume write ``<name>_presence.csv`` (axial slice index in RAS order, inferior
+    to superior, and presence probability) and, with ``save_cam``, ``<name>_cam.png``, the CAM of every slice
+    classed positive beside the slice itself."""
+
+    def __init__(
+        self, output_dir: str | Path, save_cam: bool = False, threshold: float = 0.5, prob_key: str = "prob"
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.save_cam = save_cam
+        self.threshold = threshold
+        self.prob_key = prob_key
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
+            name = _source_name(batch)
+            prob = output[self.prob_key].detach().cpu().numpy()
+            with open(self.output_dir / f"{name}_presence.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["slice_index", "presence_probability"])
+                writer.writerows((z, f"{p:.6f}") for z, p in enumerate(prob))
+            if self.save_cam:
+                self._plot(batch["image"], output["cam"], prob, self.output_dir / f"{name}_cam.png")
+
+    def _plot(self, image: torch.Tensor, cam: torch.Tensor, prob: np.ndarray, path: Path) -> None:
+        """Rows of (slice, CAM) pairs for the positive slices (model grid, RAS, displayed with rows as y)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        shown = np.flatnonzero(prob >= self.threshold)
+        fig, axes = plt.subplots(max(len(shown), 1), 2, figsize=(5, 2.5 * max(len(shown), 1)), squeeze=False)
+        for row, z in zip(axes, shown, strict=False):
+            row[0].imshow(image[0, ..., z].detach().cpu().T, cmap="gray", origin="lower")
+            row[1].imshow(cam[0, ..., z].detach().cpu().float().T, cmap="jet", origin="lower")
+            row[0].set_title(f"slice {z}, p = {prob[z]:.2f}", fontsize=8)
+        for ax in axes.flat:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)

@@ -1,0 +1,141 @@
+"""SAM-Mix / SAM-PP: semi-supervised sampler, network gating, loss, and both bundles through monai.bundle."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import run
+from samzoo.data.semi_supervised import LabelledBatchSampler, SemiSupervisedSlices, select_labelled
+from samzoo.engine.sam_mix import SamMixLoss
+from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_select_labelled_is_reproducible_and_positive_only():
+    presence = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0, 1])
+    chosen = select_labelled(presence, 3, seed=4)
+    assert chosen == select_labelled(presence, 3, seed=4) and len(set(chosen)) == 3
+    assert all(presence[i] == 1 for i in chosen)
+    with pytest.raises(ValueError, match="6 liver-positive"):
+        select_labelled(presence, 7, seed=0)
+
+
+def test_sampler_uses_exactly_n_labels():
+    slices = [{"label": torch.ones(1, 2, 2), "presence": torch.ones(1)} for _ in range(23)]
+    labelled = [3, 11, 17]
+    data = SemiSupervisedSlices(slices, labelled)
+    sampler = LabelledBatchSampler(len(data), labelled, batch_size=5, labelled_per_batch=2, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 7  # ceil(20 unlabelled / 3)
+    seen = [i for b in batches for i in b]
+    assert set(seen) == set(range(23)) and all(len(b) <= 5 for b in batches)
+    assert all(sum(i in labelled for i in b) == 2 for b in batches)
+    with_mask = {i for i in seen if data[i]["labelled"].item() == 1 and data[i]["label"].sum() > 0}
+    assert with_mask == set(labelled)
+    assert all(data[i]["label"].sum() == 0 for i in seen if i not in labelled)
+
+
+def test_network_gates_sam_and_loss_ignores_unlabelled():
+    torch.manual_seed(0)
+    net = SamMix("vit_tiny", image_size=64, classifier_width=1 / 32)
+    x = torch.rand(3, 1, 64, 64)
+    out = net(x, gate=torch.tensor([True, False, False]))
+    assert out["mask"].shape == out["cam"].shape == (3, 1, 64, 64) and out["score"].shape == (3, 1)
+    assert torch.all(out["mask"][1:] == EMPTY_LOGIT) and not torch.all(out["mask"][0] == EMPTY_LOGIT)
+    seg = torch.zeros(3, 1, 64, 64)
+    target = {"seg": seg, "presence": torch.ones(3, 1), "labelled": torch.tensor([[1.0], [0.0], [0.0]])}
+    only_seg = SamMixLoss(lambda_cls=0.0)(out, target)
+    changed = dict(target, seg=torch.stack([seg[0], torch.ones(1, 64, 64), torch.ones(1, 64, 64)]))
+    assert torch.allclose(only_seg, SamMixLoss(lambda_cls=0.0)(out, changed))
+    trainable = {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable == {"sam", "classifier"}
+    assert not any(p.requires_grad for p in net.sam.prompt_encoder.parameters())
+
+
+def _workflow(bundle: str, tmp: Path, files: list[str], **overrides) -> None:
+    """``python -m monai.bundle run --config_file [...]`` with ``overrides``, rooted at ``tmp``."""
+    configs = [str(REPO / "bundles" / bundle / "configs" / f) for f in files]
+    run(config_file=configs, bundle_root=str(tmp), dataset_dir=str(tmp.parent / "demo_ct" / "prepared"), **overrides)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    from samzoo.data.demo import write_demo
+
+    root = tmp_path_factory.mktemp("sam_mix")
+    write_demo("ct", root / "demo_ct")
+    return root
+
+
+SMALL = {"image_size": 64, "batch_size": 8, "classifier_width": 1 / 32, "val_interval": 1, "max_boxes": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", ["sam_mix", "sam_pp"])
+def test_bundle_trains_evaluates_and_infers(demo, bundle):
+    run = demo / bundle
+    extra = {"classifier_epochs": 1} if bundle == "sam_pp" else {"labelled_per_batch": 2}
+    _workflow(bundle, run, ["train.json"], max_epochs=1, num_labelled=3, **SMALL, **extra)
+    assert (run / "models" / "model.pt").is_file()
+    _workflow(bundle, run, ["train.json", "evaluate.json"], **SMALL)
+    summary = json.loads((run / "runs" / "eval" / "summary.json").read_text())
+    classification = json.loads((run / "runs" / "eval" / "classification.json").read_text())
+    assert summary["num_cases"] >= 1 and 0.0 <= classification["accuracy"] <= 1.0
+    volume = sorted((demo / "demo_ct" / "raw").rglob("volume-*.nii*"))[0]
+    _workflow(bundle, run, ["train.json", "inference.json"], input_files=[str(volume)], save_cam=True, **SMALL)
+    out = run / "runs" / "inference"
+    name = volume.name.split(".")[0]
+    import nibabel as nib
+
+    source, mask = nib.load(volume), nib.load(out / f"{name}_liver.nii.gz")
+    assert mask.shape == source.shape and abs(mask.affine - source.affine).max() < 1e-4
+    rows = (out / f"{name}_presence.csv").read_text().splitlines()
+    assert rows[0] == "slice_index,presence_probability" and len(rows) == source.shape[2] + 1
+    assert (out / f"{name}_cam.png").is_file()
+
+
+@pytest.mark.slow
+def test_lite_medsam_backbone_gets_lora_and_segments_a_box():
+    torch.manual_seed(0)
+    net = SamMix("lite_medsam", pretrained=True, classifier_width=1 / 32)
+    # TinyViT attention blocks: 2 of width 128, 6 of width 160, 2 of width 320 (stage 0 is convolutional)
+    assert len(net.lora_layers) == 2 * 10 and all(n.endswith((".qkv", ".proj")) for n in net.lora_layers)
+    encoder = dict(net.sam.image_encoder.named_parameters())
+    trainable = {n for n, p in encoder.items() if p.requires_grad}
+    assert trainable == {n for n in encoder if n.endswith((".lora_a", ".lora_b"))}
+    # rank 8 on qkv (d -> 3d) and proj (d -> d): 8 * (d + 3d + d + d) = 48 d per block
+    assert sum(encoder[n].numel() for n in trainable) == 48 * (2 * 128 + 6 * 160 + 2 * 320)
+    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    disk = (((yy - 140) ** 2 + (xx - 110) ** 2) < 50**2).float()
+    with torch.no_grad():
+        logits = net.segment((0.2 + 0.6 * disk)[None, None], [torch.tensor([[60.0, 90.0, 160.0, 190.0]])])
+    assert logits.shape == (1, 1, 256, 256)
+    pred = (logits[0, 0] > 0).float()
+    assert 2 * (pred * disk).sum() / (pred.sum() + disk.sum()) > 0.9  # the real weights outline the boxed disk
+
+
+def test_report_scores_the_middle_slices_in_ras_order(tmp_path):
+    import nibabel as nib
+    import numpy as np
+    from samzoo.engine.sam_mix import SamMixReport
+
+    items = []
+    for case, flip in (("up", 1.0), ("down", -1.0)):
+        path = tmp_path / f"{case}.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 10), np.uint8), np.diag([1.0, 1.0, flip, 1.0])), path)
+        items.append({"case_id": case, "label": str(path)})
+    report = SamMixReport(items, tmp_path, slice_fraction=0.3)
+    # 3 of 10 slices, the odd extra slice dropped at the superior end: RAS indices 3..5, in an array stored
+    # from superior to inferior the indices 4..6
+    assert report._scored_slices("up") == range(3, 6)
+    assert report._scored_slices("down") == range(4, 7)
