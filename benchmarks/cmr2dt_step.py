@@ -19,12 +19,12 @@ import argparse
 import contextlib
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 from madgrad import MADGRAD
 from samzoo.networks import CMR2DTSAM, split_trainable
+from timing import time_steps
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -78,11 +78,6 @@ def count_flops(net: CMR2DTSAM, args: argparse.Namespace, device: torch.device) 
     return counter.get_total_flops() * args.clips
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(net: CMR2DTSAM, args: argparse.Namespace, device: torch.device, fused: bool) -> dict:
     """Mean time and peak memory of ``args.steps`` training steps after ``args.warmup`` untimed ones."""
     image, label = make_batch(args.clips, args, device)
@@ -93,17 +88,7 @@ def measure(net: CMR2DTSAM, args: argparse.Namespace, device: torch.device, fuse
         forward_backward(net, image, label, bf16=fused, fused_attention=fused)
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / args.steps
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    seconds, peak = time_steps(step, device, args.warmup, args.steps)
     return {"step_ms": 1e3 * seconds, "frames_per_s": args.clips * args.frames / seconds, "peak_gib": peak}
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 from samzoo.engine.sam_mix import SamMixLoss
 from samzoo.networks.sam_mix import SamMix
+from timing import time_steps
 
 SETTINGS = {"fp32": False, "bf16": True}
 """Setting name -> whether the step runs under bf16 autocast."""
@@ -60,11 +60,6 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> tuple[torch.Te
     return image, {"seg": seg, "presence": torch.ones_like(labelled), "labelled": labelled}
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(net: SamMix, args: argparse.Namespace, device: torch.device, bf16: bool) -> dict:
     """Mean time and peak memory of ``args.steps`` training steps after ``args.warmup`` untimed ones."""
     image, target = make_batch(args, device)
@@ -79,17 +74,7 @@ def measure(net: SamMix, args: argparse.Namespace, device: torch.device, bf16: b
         loss_fn(output, target).backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / args.steps
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    seconds, peak = time_steps(step, device, args.warmup, args.steps)
     return {"step_ms": 1e3 * seconds, "slices_per_s": args.batch / seconds, "peak_gib": peak}
 
 
