@@ -13,14 +13,6 @@ from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_select_labelled_is_reproducible_and_positive_only():
     presence = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0, 1])
     chosen = select_labelled(presence, 3, seed=4)

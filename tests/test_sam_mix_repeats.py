@@ -5,19 +5,10 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from samzoo.data.demo import write_demo
 from samzoo.studies.repeats import run_repeats, summarize_runs, write_tables
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _row(n: int, seed: int, eval_set: str, dice: float, hd_mm: float | None) -> dict:
