@@ -19,6 +19,8 @@ class SamzooCLI:
     samzoo demo {cine,ct} --dst DIR [--cases N] [--seed N]
     samzoo evaluate --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S]
     samzoo text_prompts --out DIR [--model ViT-B-32] [--pretrained openai]
+    samzoo package BUNDLE --out DIR [--recipe_only] [--overwrite]
+    samzoo verify BUNDLE
     """
 
     def prepare(
@@ -39,7 +41,7 @@ class SamzooCLI:
         list). Dataset-specific OPTIONS are passed on (e.g. ``--info_csv`` for mnms, ``--liver_label`` for
         totalseg); see docs/data.md. Nothing is ever written into SRC.
         """
-        from samzoo.data.prepare import prepare
+        from .data.prepare import prepare
 
         path = prepare(
             dataset,
@@ -56,21 +58,35 @@ class SamzooCLI:
 
     def demo(self, kind: str, dst: str, cases: int | None = None, seed: int = 0) -> str:
         """Write synthetic demo data of KIND to DST (cine: ACDC layout with SAX and LAX; ct: LiTS layout)."""
-        from samzoo.data.demo import write_demo
+        from .data.demo import write_demo
 
         return str(write_demo(kind, Path(dst), cases=cases, seed=seed))
 
     def evaluate(self, pred: str, datalist: str, out: str, split: str = "test", pred_postfix: str = "") -> str:
         """Compare predicted NIfTI masks in PRED with DATALIST's SPLIT; write OUT/metrics.csv, summary.json."""
-        from samzoo.metrics.evaluation import evaluate_folder
+        from .metrics.evaluation import evaluate_folder
 
         return str(evaluate_folder(Path(pred), Path(datalist), Path(out), split=split, pred_postfix=pred_postfix))
 
     def text_prompts(self, out: str, model: str = "ViT-B-32", pretrained: str = "openai") -> list[str]:
         """Recompute the CLIP text embeddings of "sax" and "lax" into OUT/{sax,lax}.npy (needs the CLIP weights)."""
-        from samzoo.networks.text_prompts import compute_text_prompts, save_text_prompts
+        from .networks.text_prompts import compute_text_prompts, save_text_prompts
 
         return [str(p) for p in save_text_prompts(compute_text_prompts(model_name=model, pretrained=pretrained), out)]
+
+    def package(self, bundle: str, out: str, recipe_only: bool = False, overwrite: bool = False) -> str:
+        """Write OUT/<name>_v<version>.zip: BUNDLE (a name under bundles/ or a folder) with samzoo vendored and its
+        trained models/model.pt (left out with --recipe_only); runs where only the metadata's packages exist."""
+        from .bundle.package import package_bundle
+
+        return str(package_bundle(bundle, out, with_model=not recipe_only, overwrite=overwrite))
+
+    def verify(self, bundle: str) -> dict:
+        """Run MONAI's offline bundle checks on BUNDLE: metadata schema, config properties, network in/out and
+        TorchScript export; return what each check found."""
+        from .bundle.verify import verify_bundle
+
+        return verify_bundle(bundle)
 
 
 def _as_list(value: list[str] | tuple[str, ...] | str | None) -> list[str] | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from samzoo.data.errors import DataError
+from .data.errors import DataError
 
 
 def embedding_key(image: torch.Tensor, identity: str) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from samzoo.data.errors import DataError
+from .errors import DataError
 
 SPLITS = ("training", "validation", "test")
 

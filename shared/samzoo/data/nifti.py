@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from samzoo.data.errors import DataError
+from .errors import DataError
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from samzoo.transforms.ct import CTSliceDataset
+from ..transforms.ct import CTSliceDataset
 
 __all__ = ["LabelledBatchSampler", "SemiSupervisedSlices", "select_labelled", "slice_presence"]
 

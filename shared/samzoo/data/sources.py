@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from samzoo.data.errors import DataError
+from .errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def resolve_datalist(dataset_dir: str | Path | None, demo_kind: str, demo_dir: s
         return str(path)
     path = Path(demo_dir) / "prepared" / "datalist.json"
     if not path.is_file():
-        from samzoo.data.demo import write_demo
+        from .demo import write_demo
 
         logger.info("no dataset_dir given: writing the synthetic %s demo to %s", demo_kind, demo_dir)
         write_demo(demo_kind, Path(demo_dir))

@@ -1,8 +1,8 @@
 """Engine hooks and handlers used by the bundles' MONAI workflows."""
 
-from samzoo.engine.checkpoints import ResumeFromLatestCheckpoint, latest_checkpoint
-from samzoo.engine.cine_inference import CineMaskAssembler, expand_cine_inputs
-from samzoo.engine.report import EvaluationReport
+from .checkpoints import ResumeFromLatestCheckpoint, latest_checkpoint
+from .cine_inference import CineMaskAssembler, expand_cine_inputs
+from .report import EvaluationReport
 
 __all__ = [
     "CineMaskAssembler",

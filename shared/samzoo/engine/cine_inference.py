@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from ignite.engine import Engine, Events
 
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import load_nifti, save_nifti
-from samzoo.data.prepare.cardiac import slice_affine
+from ..data.errors import DataError
+from ..data.nifti import load_nifti, save_nifti
+from ..data.prepare.cardiac import slice_affine
 
 logger = logging.getLogger(__name__)
 

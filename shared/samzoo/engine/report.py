@@ -9,7 +9,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
-from samzoo.metrics import evaluate_items, find_predictions, results_table, write_report
+from ..metrics import evaluate_items, find_predictions, results_table, write_report
 
 logger = logging.getLogger(__name__)
 

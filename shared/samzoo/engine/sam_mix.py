@@ -23,8 +23,8 @@ from monai.inferers import Inferer
 from monai.losses import DiceLoss, FocalLoss
 from torch import nn
 
-from samzoo.metrics import evaluate_items, results_table, write_report
-from samzoo.transforms.ct import middle_slice_range
+from ..metrics import evaluate_items, results_table, write_report
+from ..transforms.ct import middle_slice_range
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import load_label, load_nifti, save_nifti
-from samzoo.metrics import results_table, write_report
-from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size, to_sam_input
-from samzoo.prompts.io import boxes_from_label, read_prompts
-from samzoo.studies.prompting import evaluate_slices
+from ..data.errors import DataError
+from ..data.nifti import load_label, load_nifti, save_nifti
+from ..metrics import results_table, write_report
+from ..networks.sam_prompt import SamPromptModel, combine_masks, resized_size, to_sam_input
+from ..prompts.io import boxes_from_label, read_prompts
+from ..studies.prompting import evaluate_slices
 
 logger = logging.getLogger(__name__)
 

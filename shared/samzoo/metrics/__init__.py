@@ -4,17 +4,17 @@
 in memory call :func:`evaluate_items` and :func:`write_report`. See docs/metrics.md.
 """
 
-from samzoo.metrics.evaluation import (
+from .evaluation import (
     classes_from_labels,
     evaluate_folder,
     evaluate_items,
     find_predictions,
     prediction_candidates,
 )
-from samzoo.metrics.plots import plot_metrics
-from samzoo.metrics.report import results_table, summarize, write_csv, write_report
-from samzoo.metrics.rows import ROW_FIELDS
-from samzoo.metrics.surface import boundary_distances, dice_score, worst_case_distance
+from .plots import plot_metrics
+from .report import results_table, summarize, write_csv, write_report
+from .rows import ROW_FIELDS
+from .surface import boundary_distances, dice_score, worst_case_distance
 
 __all__ = [
     "ROW_FIELDS",

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from samzoo.data.datalist import datalist_info, load_datalist
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import NiftiVolume, check_same_grid, load_label
-from samzoo.metrics.report import results_table, write_report
-from samzoo.metrics.rows import ROW_FIELDS
-from samzoo.metrics.surface import boundary_distances, dice_score
+from ..data.datalist import datalist_info, load_datalist
+from ..data.errors import DataError
+from ..data.nifti import NiftiVolume, check_same_grid, load_label
+from .report import results_table, write_report
+from .rows import ROW_FIELDS
+from .surface import boundary_distances, dice_score
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from samzoo.metrics.rows import PHASE_GROUPS, POSITIONS, phase_group, position_group
+from .rows import PHASE_GROUPS, POSITIONS, phase_group, position_group
 
 
 def _boxes(

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from samzoo.metrics.plots import plot_metrics
-from samzoo.metrics.rows import PHASE_GROUPS, POSITIONS, ROW_FIELDS, counted, phase_group, position_group
+from .plots import plot_metrics
+from .rows import PHASE_GROUPS, POSITIONS, ROW_FIELDS, counted, phase_group, position_group
 
 METRICS = ("dice", "hd_px", "hd95_px", "masd_px", "hd_mm", "hd95_mm", "masd_mm")
 """Slice-level metric columns summarised, in report order."""

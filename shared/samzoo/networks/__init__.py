@@ -1,6 +1,6 @@
 """Networks: the SAM backbone registry and the methods built on it."""
 
-from samzoo.networks.backbones import (
+from .backbones import (
     LoadReport,
     PretrainedWeights,
     ViTConfig,
@@ -11,8 +11,8 @@ from samzoo.networks.backbones import (
     read_checkpoint,
     split_trainable,
 )
-from samzoo.networks.cmr2dt_sam import CMR2DTSAM
-from samzoo.networks.text_prompts import VIEW_PROMPTS, compute_text_prompts, load_text_prompts, save_text_prompts
+from .cmr2dt_sam import CMR2DTSAM
+from .text_prompts import VIEW_PROMPTS, compute_text_prompts, load_text_prompts, save_text_prompts
 
 __all__ = [
     "CMR2DTSAM",

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
-from samzoo.data.errors import DataError
+from ..data.errors import DataError
 
 logger = logging.getLogger(__name__)
 

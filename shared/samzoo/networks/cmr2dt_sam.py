@@ -16,11 +16,11 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, Sam
 from torch import nn
 
-from samzoo.networks.attention import two_way_block
-from samzoo.networks.backbones import LoadReport, backbone_entry, build_backbone
-from samzoo.networks.spatiotemporal import TinyViTSpatioTemporalEncoder, ViTSpatioTemporalEncoder
-from samzoo.networks.text_prompts import load_text_prompts
-from samzoo.networks.unet import UNetUp
+from .attention import two_way_block
+from .backbones import LoadReport, backbone_entry, build_backbone
+from .spatiotemporal import TinyViTSpatioTemporalEncoder, ViTSpatioTemporalEncoder
+from .text_prompts import load_text_prompts
+from .unet import UNetUp
 
 logger = logging.getLogger(__name__)
 

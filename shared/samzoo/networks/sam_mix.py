@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from torch import nn
 
-from samzoo.cam import cam_boxes, class_activation_map
-from samzoo.networks.backbones import LoadReport, backbone_entry, build_backbone
-from samzoo.networks.lora import add_lora
-from samzoo.networks.resnet38 import ResNet38
+from ..cam import cam_boxes, class_activation_map
+from .backbones import LoadReport, backbone_entry, build_backbone
+from .lora import add_lora
+from .resnet38 import ResNet38
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samzoo.networks.backbones import backbone_entry, build_backbone, read_checkpoint
+from .backbones import backbone_entry, build_backbone, read_checkpoint
 
 
 @dataclass(frozen=True)

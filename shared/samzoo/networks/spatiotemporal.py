@@ -16,10 +16,10 @@ from segment_anything.modeling.image_encoder import Block, ImageEncoderViT, wind
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from samzoo.networks.adapter import Adapter
-from samzoo.networks.attention import TemporalAttention, sam_attention, tinyvit_window_attention
-from samzoo.networks.backbones import resize_abs_pos_embed
-from samzoo.networks.unet import UNetDown
+from .adapter import Adapter
+from .attention import TemporalAttention, sam_attention, tinyvit_window_attention
+from .backbones import resize_abs_pos_embed
+from .unet import UNetDown
 
 
 class SpatioTemporalBlock(nn.Module):

@@ -18,7 +18,7 @@ import open_clip
 import torch
 from torch import nn
 
-from samzoo.data.errors import DataError
+from ..data.errors import DataError
 
 VIEW_PROMPTS = ("sax", "lax")
 """Prompt words in view-index order: index 0 is short axis (SAX), 1 is long axis (LAX)."""

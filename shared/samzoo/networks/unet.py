@@ -13,7 +13,7 @@ import torch
 from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 from torch import nn
 
-from samzoo.networks.attention import SkipCrossAttention
+from .attention import SkipCrossAttention
 
 ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 NORM = ("instance", {"affine": True})

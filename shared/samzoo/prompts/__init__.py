@@ -1,6 +1,6 @@
 """Point and box prompts sampled from label maps, as in the sparse-annotation thesis (§4.2.3, §5.5)."""
 
-from samzoo.prompts.sampling import (
+from .sampling import (
     ClassPrompts,
     bounding_box,
     has_classes,

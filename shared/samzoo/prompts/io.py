@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from samzoo.data.errors import DataError
-from samzoo.prompts.sampling import ClassPrompts, bounding_box
+from ..data.errors import DataError
+from .sampling import ClassPrompts, bounding_box
 
 
 def read_prompts(path: str | Path) -> dict[int, ClassPrompts]:

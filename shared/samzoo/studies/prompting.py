@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from samzoo.data.datalist import datalist_info, load_datalist
-from samzoo.embedding_cache import EmbeddingCache
-from samzoo.metrics import evaluate_items
-from samzoo.metrics.evaluation import classes_from_labels
-from samzoo.metrics.report import write_csv
-from samzoo.metrics.rows import ROW_FIELDS, counted
-from samzoo.networks.sam_prompt import SamPromptModel, combine_masks
-from samzoo.transforms.sam_prompt import (
+from ..data.datalist import datalist_info, load_datalist
+from ..embedding_cache import EmbeddingCache
+from ..metrics import evaluate_items
+from ..metrics.evaluation import classes_from_labels
+from ..metrics.report import write_csv
+from ..metrics.rows import ROW_FIELDS, counted
+from ..networks.sam_prompt import SamPromptModel, combine_masks
+from ..transforms.sam_prompt import (
     CachedEmbeddingd,
     LoadSliced,
     SamInputd,

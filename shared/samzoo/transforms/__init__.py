@@ -1,6 +1,6 @@
 """MONAI dictionary transforms for the samzoo bundles."""
 
-from samzoo.transforms.cine import (
+from .cine import (
     ChannelsToFramesd,
     CropHeartd,
     FramesToChannelsd,

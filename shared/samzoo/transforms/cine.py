@@ -39,7 +39,7 @@ from monai.transforms import (
 )
 from monai.utils import convert_to_tensor, ensure_tuple
 
-from samzoo.data.errors import DataError
+from ..data.errors import DataError
 
 __all__ = [
     "ChannelsToFramesd",

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import load_label, load_nifti
-from samzoo.embedding_cache import EmbeddingCache
-from samzoo.networks.sam_prompt import SamInputSpec, resized_size, to_sam_input
-from samzoo.prompts import has_classes, sample_prompts
+from ..data.errors import DataError
+from ..data.nifti import load_label, load_nifti
+from ..embedding_cache import EmbeddingCache
+from ..networks.sam_prompt import SamInputSpec, resized_size, to_sam_input
+from ..prompts import has_classes, sample_prompts
 
 PHASE_KEYS = {"ED": "ed_frame", "ES": "es_frame"}
 

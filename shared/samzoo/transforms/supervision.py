@@ -9,7 +9,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from samzoo.losses import IGNORE_VALUE
+from ..losses import IGNORE_VALUE
 
 VIEWS = ("SAX", "LAX")
 """View names in prompt-index order (index 0 selects the "sax" text prompt, 1 the "lax" one)."""

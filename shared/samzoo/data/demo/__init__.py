@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-import samzoo
-from samzoo.data.errors import DataError
+from ... import __version__
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +50,13 @@ def write_demo(kind: str, dst: Path, cases: int | None = None, seed: int = 0) ->
             )
         shutil.rmtree(raw)
     if kind == "cine":
-        from samzoo.data.demo.cine import write_cine_raw as write_raw
+        from .cine import write_cine_raw as write_raw
     else:
-        from samzoo.data.demo.ct import write_ct_raw as write_raw
-    from samzoo.data.prepare import prepare
+        from .ct import write_ct_raw as write_raw
+    from ..prepare import prepare
 
     dst.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"kind": kind, "cases": cases, "seed": seed, "samzoo_version": samzoo.__version__}))
+    marker.write_text(json.dumps({"kind": kind, "cases": cases, "seed": seed, "samzoo_version": __version__}))
     write_raw(raw, cases=cases, seed=seed)
     logger.info("wrote %d synthetic %s case(s) to %s", cases, kind, raw)
     return prepare(DEMO_DATASETS[kind], raw, dst / "prepared", seed=seed)

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from samzoo.data.demo import ellipse_coords, lobulation, random_lobes
-from samzoo.data.nifti import save_nifti
+from ..nifti import save_nifti
+from . import ellipse_coords, lobulation, random_lobes
 
 AIR, LUNG, BODY, FAT, VESSEL, WALL, RV, MYO, LV, PAPILLARY = range(10)
 """Tissue classes of the synthetic anatomy (VESSEL: unlabelled blood; WALL: unlabelled muscle such as RV wall)."""

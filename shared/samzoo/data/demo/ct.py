@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from samzoo.data.demo import ellipse_coords, lobulation, random_lobes
-from samzoo.data.nifti import save_nifti
+from ..nifti import save_nifti
+from . import ellipse_coords, lobulation, random_lobes
 
 (AIR, FAT, MUSCLE, BOWEL, GAS, BONE, MARROW, BLOOD, LIVER, LIVER_VESSEL, TUMOUR, SPLEEN, KIDNEY, FLUID, LUNG) = range(
     15

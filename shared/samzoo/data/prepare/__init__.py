@@ -15,19 +15,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-import samzoo
-from samzoo.data.datalist import SPLITS, build_datalist, ensure_outside, split_patients, write_datalist
-from samzoo.data.errors import DataError
+from ... import __version__
+from ..datalist import SPLITS, build_datalist, ensure_outside, split_patients, write_datalist
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
 DATASETS = {
-    "acdc": "samzoo.data.prepare.acdc",
-    "mnms": "samzoo.data.prepare.mnms",
-    "mnms2": "samzoo.data.prepare.mnms2",
-    "stacom": "samzoo.data.prepare.stacom",
-    "lits": "samzoo.data.prepare.lits",
-    "totalseg": "samzoo.data.prepare.totalseg",
+    "acdc": f"{__name__}.acdc",
+    "mnms": f"{__name__}.mnms",
+    "mnms2": f"{__name__}.mnms2",
+    "stacom": f"{__name__}.stacom",
+    "lits": f"{__name__}.lits",
+    "totalseg": f"{__name__}.totalseg",
 }
 """Dataset name -> module implementing ``LABELS`` and ``collect``; imported only when asked for."""
 
@@ -92,7 +92,7 @@ def prepare(
         val_cases=None if val_cases is None else list(val_cases),
         options={key: str(value) for key, value in options.items()},
         source=str(src.resolve()),
-        samzoo_version=samzoo.__version__,
+        samzoo_version=__version__,
     )
     path = write_datalist(datalist, dst, src)
     counts = ", ".join(f"{split} {len(splits[split])}" for split in SPLITS)

@@ -23,9 +23,9 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
-from samzoo.data.datalist import CARDIAC_LABELS
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import NiftiVolume, check_same_grid, load_label, save_nifti
+from ..datalist import CARDIAC_LABELS
+from ..errors import DataError
+from ..nifti import NiftiVolume, check_same_grid, load_label, save_nifti
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from samzoo.data.datalist import LIVER_LABELS
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import NiftiVolume, check_same_grid, load_label, load_nifti, save_nifti
+from ..datalist import LIVER_LABELS
+from ..errors import DataError
+from ..nifti import NiftiVolume, check_same_grid, load_label, load_nifti, save_nifti
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from samzoo.data.datalist import CARDIAC_LABELS
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import NiftiVolume, check_same_grid, load_nifti
-from samzoo.data.prepare.cardiac import (
+from ..datalist import CARDIAC_LABELS
+from ..errors import DataError
+from ..nifti import NiftiVolume, check_same_grid, load_nifti
+from .cardiac import (
     MNMS_TO_ACDC,
     CineStack,
     frame_time_ms,

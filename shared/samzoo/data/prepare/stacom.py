@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import load_nifti
-from samzoo.data.prepare.cardiac import (
+from ..errors import DataError
+from ..nifti import load_nifti
+from .cardiac import (
     MYOCARDIUM,
     CineStack,
     frame_time_ms,

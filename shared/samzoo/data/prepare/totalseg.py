@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from samzoo.data.datalist import LIVER_LABELS
-from samzoo.data.errors import DataError
-from samzoo.data.nifti import load_label
-from samzoo.data.prepare.lits import write_liver_case
+from ..datalist import LIVER_LABELS
+from ..errors import DataError
+from ..nifti import load_label
+from .lits import write_liver_case
 
 logger = logging.getLogger(__name__)
 
