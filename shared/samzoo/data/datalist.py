@@ -123,7 +123,11 @@ def ensure_outside(dst: str | Path, src: str | Path) -> None:
 
 
 def load_datalist(path: str | Path, split: str = "training") -> list[dict[str, Any]]:
-    """Items of one split with paths made absolute (relative paths are taken from the datalist's folder)."""
+    """Items of one split with paths made absolute (relative paths are taken from the datalist's folder).
+
+    An empty split is an error: training without validation items would never select a model, and an empty test
+    split would report nothing.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "datalist not found (run `samzoo prepare ...` or `samzoo demo ...` first)")
@@ -133,6 +137,8 @@ def load_datalist(path: str | Path, split: str = "training") -> list[dict[str, A
         raise DataError(path, f"is not valid JSON ({err})") from err
     if split not in data:
         raise DataError(path, f"has no split {split!r} (found: {sorted(k for k in data if k in SPLITS)})")
+    if not data[split]:
+        raise DataError(path, f"split {split!r} is empty (prepare again with more cases, or --val_cases/--test_cases)")
     base = path.parent
     items = []
     for item in data[split]:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
 from torch import nn
 
@@ -46,6 +45,8 @@ def compute_text_prompts(
         RuntimeError: open_clip could not load the weights (e.g. no network); the stored embeddings of a bundle can
             be used instead.
     """
+    import open_clip  # only here: training and inference read the stored embeddings and need no CLIP
+
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if pretrained not in tags and not Path(pretrained).is_file():
         raise FileNotFoundError(
