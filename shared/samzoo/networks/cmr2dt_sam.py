@@ -92,8 +92,8 @@ class CMR2DTSAM(nn.Module):
             logger.info("CMR2D+T-SAM network, %s", self.load_report.summary())
 
     def forward(self, image: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
-        """image: (B, 1, H, W, T), H and W multiples of the encoder's downsampling; view: (B,) integer view index
-        (0 = SAX, 1 = LAX), required when the network has text prompts -> logits (B, 1, H, W, T)."""
+        """image: (B, 1, H, W, T), H and W multiples of the encoder's downsampling; view: (B,) or (B, 1) integer view
+        index (0 = SAX, 1 = LAX), required when the network has text prompts -> logits (B, 1, H, W, T)."""
         b, channels, height, width, frames = image.shape
         x = image.permute(0, 4, 1, 2, 3).reshape(b * frames, channels, height, width)
         embedding, skips = self.encoder(x, frames)
@@ -109,7 +109,7 @@ class CMR2DTSAM(nn.Module):
             return tokens
         if view is None:
             raise ValueError("this network has text prompts: pass view, a (B,) tensor with 0 = SAX, 1 = LAX")
-        text = self.text_proj(self.text_embeddings[view]).repeat_interleave(frames, dim=0)
+        text = self.text_proj(self.text_embeddings[view.reshape(-1)]).repeat_interleave(frames, dim=0)
         return torch.cat([tokens, text[:, None]], dim=1)
 
     def _attend_prompts(self, embedding: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
