@@ -165,3 +165,29 @@ def test_archive_trains_and_infers_without_samzoo(tmp_path, http_server):
     assert mask.shape == image.shape
     np.testing.assert_allclose(mask.affine, image.affine, atol=1e-4)
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 2}
+
+
+CHECK_TRAIN = """
+import sys
+from monai.bundle import ConfigWorkflow
+workflow = ConfigWorkflow(config_file="configs/train.json", workflow_type="train", logging_file=False,
+                          output_dir=sys.argv[1], ckpt_dir=sys.argv[1] + "/models")
+workflow.initialize()
+assert workflow.check_properties() == [], workflow.check_properties()
+print(type(workflow.network_def).__module__)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.parent.parent.name for p in BUNDLES.glob("*/configs/metadata.json")))
+def test_every_archive_builds_its_training_without_samzoo(tmp_path, name):
+    """Each packaged bundle resolves its whole training workflow (demo data, datasets, network, trainer) in an
+    environment holding only the packages its metadata lists."""
+    archive = package_bundle(_copy_bundle(name, tmp_path / "src"), tmp_path / "dist", with_model=False)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path / "unpacked")
+    meta = json.loads((tmp_path / "unpacked" / name / "configs" / "metadata.json").read_text())
+    python = isolated_env(tmp_path / "venv", ["monai", "torch", "numpy", *meta["required_packages_version"]])
+    done = run_python(python, ["-c", CHECK_TRAIN, str(tmp_path / "out")], tmp_path / "unpacked" / name, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("scripts.samzoo.networks")
