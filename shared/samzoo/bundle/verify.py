@@ -6,7 +6,7 @@
 - ``ConfigWorkflow.check_properties()`` of ``train.json`` and ``inference.json``.
 - ``verify_net_in_out`` with a fake input shaped as ``network_data_format`` declares. Inputs besides ``image`` (such
   as cmr2dt_sam's ``view``) are passed as extra forward arguments built from their declaration.
-- A TorchScript export of the trained network with MONAI's ``convert_to_torchscript``: scripted where the network
+- A TorchScript export of the network with MONAI's ``convert_to_torchscript``: scripted where the network
   scripts, otherwise traced at the declared input shape (segment-anything's ViT blocks do not script), and checked
   against the eager network on the same input.
 
@@ -91,11 +91,15 @@ def check_net_in_out(bundle: Path, n: int, frames: int, **overrides: Any) -> Non
     )
 
 
-def export_torchscript(bundle: Path, ckpt_file: Path, filepath: Path, n: int, frames: int, **overrides: Any) -> str:
-    """Write the trained network as TorchScript to ``filepath``; return "scripted" or "traced"."""
+def export_torchscript(
+    bundle: Path, ckpt_file: Path | None, filepath: Path, n: int, frames: int, **overrides: Any
+) -> str:
+    """Write ``inference.json``'s network, with the weights of ``ckpt_file`` (a state dict) when given, as TorchScript
+    to ``filepath``; return "scripted" or "traced"."""
     parser = inference_parser(bundle, **overrides)
     net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(ckpt_file, map_location="cpu", weights_only=True))
+    if ckpt_file is not None:
+        net.load_state_dict(torch.load(ckpt_file, map_location="cpu", weights_only=True))
     net.eval()
     image, extra = fake_inputs(parser, n, frames)
     inputs = [image, *extra.values()]
@@ -131,15 +135,11 @@ def verify_bundle(bundle: str | Path, n: int = 8, frames: int = 15, bundles_root
         train = check_properties(src, "train", "train", **work)
         report["train_properties"] = "complete"
         sample = load_datalist(train.parser.get_parsed_content("datalist"), "test")[0]["image"]
-        check_properties(src, "inference", "inference", input_files=[sample], **work)
+        check_properties(src, "inference", "inference", dataset_dir=str(Path(sample).parent), **work)
         report["inference_properties"] = "complete"
         check_net_in_out(src, n, frames)
         report["net_in_out"] = "verified"
-        ckpt = src / "models" / "model.pt"
-        if not ckpt.is_file():  # an untrained bundle: check that the architecture exports
-            ckpt = Path(tmp) / "model.pt"
-            torch.save(inference_parser(src).get_parsed_content("network_def").state_dict(), ckpt)
-        report["torchscript"] = export_torchscript(src, ckpt, Path(tmp) / "model.ts", n, frames)
+        report["torchscript"] = export_torchscript(src, None, Path(tmp) / "model.ts", n, frames)
     return report
 
 

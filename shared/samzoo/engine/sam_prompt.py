@@ -2,7 +2,8 @@
 
 :class:`SliceReportWriter` turns an evaluator's low-resolution per-class masks into label maps on each slice's own
 grid and writes the standard report (:func:`samzoo.metrics.write_report`) when the run ends. :func:`segment_file`
-segments one frame of an image file from user prompts (a JSON file or boxes around an existing label map).
+segments one frame of an image file from user prompts (a JSON file or boxes around an existing label map), and
+:class:`SegmentFiles` runs it as the iteration of the inference evaluator.
 """
 
 from __future__ import annotations
@@ -118,3 +119,33 @@ def segment_file(
     out = save_nifti(result, volume.affine, output, zooms=volume.zooms)
     logger.info("segmented frame %d of %s (classes %s) -> %s", frame, image, values, out)
     return out
+
+
+class SegmentFiles:
+    """``iteration_update`` of the inference evaluator: :func:`segment_file` for each item of the batch.
+
+    Items hold ``image``, ``output`` and ``prompts`` (a JSON file) or ``label`` (a label map to box); the data
+    loader passes them as a list (``collate_fn`` identity) because prompt files are optional.
+    """
+
+    def __init__(self, frame: int = 0, classes: Sequence[int] = (1, 2, 3), margin: int = 5) -> None:
+        self.frame = frame
+        self.classes = tuple(classes)
+        self.margin = margin
+
+    def __call__(self, engine: Engine, batch: Sequence[Mapping[str, Any]]) -> list[dict[str, Path]]:
+        return [
+            {
+                "pred": segment_file(
+                    engine.network,
+                    item["image"],
+                    item["output"],
+                    self.frame,
+                    item.get("prompts"),
+                    item.get("label"),
+                    self.classes,
+                    self.margin,
+                )
+            }
+            for item in batch
+        ]
