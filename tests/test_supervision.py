@@ -1,7 +1,8 @@
 import pytest
 import torch
+from samzoo.engine import ViewPromptInferer
 from samzoo.losses import IGNORE_VALUE
-from samzoo.transforms.supervision import DiscardUnlabelledd, IgnoreUnlabelledFramesd, ViewIndexd
+from samzoo.transforms.supervision import DiscardUnlabelledd, IgnoreUnlabelledFramesd, ViewIndexd, view_choices
 
 
 def test_unlabelled_frames_become_ignored_and_metrics_see_only_labelled_frames():
@@ -22,3 +23,26 @@ def test_view_index_and_unknown_view():
     assert ViewIndexd()({"view": "sax"})["view_index"].item() == 0
     with pytest.raises(ValueError, match="unknown view"):
         ViewIndexd()({"view": "2CH", "case_id": "p1"})
+
+
+def test_view_choices_put_the_default_first():
+    assert view_choices() == ["SAX", "LAX"]
+    assert view_choices("lax") == ["LAX", "SAX"]
+    with pytest.raises(ValueError, match="unknown view '4CH'"):
+        view_choices("4CH")
+
+
+def test_view_prompt_inferer_gives_every_clip_the_chosen_view():
+    seen = []
+
+    def network(image, view=None):
+        seen.append(None if view is None else (view.tolist(), view.dtype))
+        return image
+
+    clips = torch.rand(3, 1, 4, 4, 2)
+    assert torch.equal(ViewPromptInferer("LAX")(clips, network), clips)
+    ViewPromptInferer(["SAX", "LAX"])(clips, network)  # a drop-down option: its first entry is the choice
+    ViewPromptInferer("LAX", prompted=False)(clips, network)
+    assert seen == [([1, 1, 1], torch.long), ([0, 0, 0], torch.long), None]
+    with pytest.raises(ValueError, match="unknown view '2CH'"):
+        ViewPromptInferer("2CH")

@@ -3,21 +3,26 @@
 The network works on one slice's cine at a time. A stack is split into per-slice cines (written to a work folder
 with each slice's own geometry, as ``samzoo prepare`` does), every slice is predicted, and
 :class:`CineMaskAssembler` puts the slice masks back into one file with the input's shape and affine.
+:class:`ViewPromptInferer` gives the network the view prompt of the request, the same for every cine, so the
+pipeline also runs where the inferer only receives the image (MONAI Label).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from ignite.engine import Engine, Events
+from monai.inferers import SimpleInferer
 
 from ..data.errors import DataError
 from ..data.nifti import load_nifti, save_nifti
 from ..data.prepare.cardiac import slice_affine
+from ..transforms.supervision import view_index
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path, view: str = "SAX") -> list[dict[str, Any]]:
+def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> list[dict[str, Any]]:
     """Items for the inference pipeline: a (H, W, T) file as it is, a (H, W, Z, T) file split into Z slice files."""
     if isinstance(files, (str, Path)):
         files = [files]
@@ -41,15 +46,35 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path, view: 
     for file in map(Path, files):
         vol = load_nifti(file)
         if vol.array.ndim == 3:
-            items.append({"image": str(file), "view": view, "source": str(file)})
+            items.append({"image": str(file), "source": str(file)})
         elif vol.array.ndim == 4:
             for z in range(vol.array.shape[2]):
                 out = work_dir / f"{_stem(file)}_s{z:02d}.nii.gz"
                 save_nifti(vol.array[:, :, z, :], slice_affine(vol.affine, z), out)
-                items.append({"image": str(out), "view": view, "source": str(file)})
+                items.append({"image": str(out), "source": str(file)})
         else:
             raise DataError(file, f"shape {vol.array.shape}: expected a cine (H, W, T) or a stack (H, W, Z, T)")
     return items
+
+
+class ViewPromptInferer(SimpleInferer):
+    """Run ``network(image, view)`` with one view prompt for the whole batch (B, 1, H, W, T).
+
+    MONAI Label calls ``inferer(image, network)`` with nothing else from the request, so the view comes from the
+    bundle config: ``view`` is a view name, or a list of names whose first entry is the one chosen (MONAI Label's
+    drop-down options, see :func:`samzoo.transforms.supervision.view_choices`). With ``prompted=False`` (a network
+    without text prompts) the network gets the image alone.
+    """
+
+    def __init__(self, view: str | Sequence[str] = "SAX", prompted: bool = True) -> None:
+        super().__init__()
+        self.view_index = view_index(view if isinstance(view, str) else view[0], "the inferer's view option")
+        self.prompted = prompted
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.prompted:
+            kwargs["view"] = torch.full((inputs.shape[0],), self.view_index, dtype=torch.long, device=inputs.device)
+        return super().__call__(inputs, network, *args, **kwargs)
 
 
 class CineMaskAssembler:

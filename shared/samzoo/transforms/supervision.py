@@ -15,6 +15,21 @@ VIEWS = ("SAX", "LAX")
 """View names in prompt-index order (index 0 selects the "sax" text prompt, 1 the "lax" one)."""
 
 
+def view_index(view: str, source: str = "?") -> int:
+    """Index of a view name (any case) in :data:`VIEWS`; ``source`` names the item or option in the error."""
+    name = str(view).upper()
+    if name not in VIEWS:
+        raise ValueError(f"unknown view {view!r} in {source}: expected one of {VIEWS}")
+    return VIEWS.index(name)
+
+
+def view_choices(default: str = "SAX") -> list[str]:
+    """Every view name, ``default`` first: MONAI Label shows a list option as a drop-down preset to its first
+    entry."""
+    first = VIEWS[view_index(default, "the default view")]
+    return [first, *(v for v in VIEWS if v != first)]
+
+
 class IgnoreUnlabelledFramesd(MapTransform):
     """Set every voxel of frames without annotation to ``ignore_value`` so losses skip them.
 
@@ -47,10 +62,8 @@ class ViewIndexd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            view = str(d[key]).upper()
-            if view not in VIEWS:
-                raise ValueError(f"unknown view {d[key]!r} in item {d.get('case_id', '?')}: expected one of {VIEWS}")
-            d[self.output_key] = torch.tensor(VIEWS.index(view), dtype=torch.long)
+            index = view_index(d[key], f"item {d.get('case_id', '?')}")
+            d[self.output_key] = torch.tensor(index, dtype=torch.long)
         return d
 
 
