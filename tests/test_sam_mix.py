@@ -84,7 +84,7 @@ def test_bundle_trains_evaluates_and_infers(demo, bundle):
     classification = json.loads((run / "runs" / "eval" / "classification.json").read_text())
     assert summary["num_cases"] >= 1 and 0.0 <= classification["accuracy"] <= 1.0
     volume = sorted((demo / "demo_ct" / "raw").rglob("volume-*.nii*"))[0]
-    _workflow(bundle, run, ["train.json", "inference.json"], input_files=[str(volume)], save_cam=True, **SMALL)
+    _workflow(bundle, run, ["inference.json"], input_files=[str(volume)], save_cam=True, **SMALL)
     out = run / "runs" / "inference"
     name = volume.name.split(".")[0]
     import nibabel as nib
