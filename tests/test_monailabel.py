@@ -2,7 +2,7 @@
 
 One server per module serves copies of ``cmr2dt_sam`` and ``sam_mix`` placed in ``<app>/model/<name>``, as
 docs/monailabel.md describes, with random-weight demo networks whose outputs are pushed to foreground so that the
-masks are not empty. Every label the REST infer API returns is compared with what ``monai.bundle`` inference
+masks are not empty. The labels the REST infer API returns are compared with what ``monai.bundle`` inference
 writes for the same file with the same weights.
 """
 
@@ -41,6 +41,8 @@ STARTUP_TIMEOUT_S = 150.0
 
 @dataclass
 class Server:
+    """A running MONAI Label server: its address, app and studies folders, and the log it writes."""
+
     url: str
     app: Path
     studies: Path
@@ -62,9 +64,10 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=60) as response:
             return json.loads(response.read())
 
-    def infer(self, model: str, image: str, output: str = "image", **params: str) -> bytes:
-        """POST /infer/<model> for a datastore image; request params go in the ``params`` form field."""
-        query = urllib.parse.urlencode({"image": image, "output": output})
+    def infer(self, model: str, image: str, **params: str) -> bytes:
+        """POST /infer/<model> for a datastore image and return the label file; request params go in the
+        ``params`` form field."""
+        query = urllib.parse.urlencode({"image": image, "output": "image"})
         body = urllib.parse.urlencode({"params": json.dumps(params)}).encode()
         request = urllib.request.Request(f"{self.url}/infer/{model}?{query}", data=body, method="POST")
         with urllib.request.urlopen(request, timeout=300) as response:
@@ -134,8 +137,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         "--conf", "skip_trainers", "true", "--conf", "sam2", "false",
     ]  # fmt: skip
     served = Server(url=url, app=app, studies=studies, log=root / "server.log")
-    # the suite's thread count, so both sides compute alike; an unbuffered log, so failures can show it
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # CPU and the suite's thread count, so the server computes exactly as the in-process bundle inference does;
+    # an unbuffered log, so failures can show it
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     with open(served.log, "wb") as log:
         process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -171,8 +175,9 @@ def _infer(server: Server, model: str, image: str, tmp_path: Path, **params: str
     return nib.load(path)
 
 
-def _bundle_inference(bundle: Path, image: Path, output_dir: Path, **overrides) -> nib.Nifti1Image:
-    """``monai.bundle`` inference of the served copy on ``image``; returns the mask it writes."""
+def _bundle_inference(bundle: Path, image: Path, output_dir: Path) -> nib.Nifti1Image:
+    """``monai.bundle`` inference of the served copy on ``image``, in float32 on the CPU like the server; returns the
+    mask it writes."""
     workflow = ConfigWorkflow(
         config_file=str(bundle / "configs" / "inference.json"),
         meta_file=str(bundle / "configs" / "metadata.json"),
@@ -181,7 +186,8 @@ def _bundle_inference(bundle: Path, image: Path, output_dir: Path, **overrides) 
         bundle_root=str(bundle),
         input_files=[str(image)],
         output_dir=str(output_dir),
-        **overrides,
+        device="$torch.device('cpu')",
+        amp=False,
     )
     workflow.initialize()
     workflow.run()
