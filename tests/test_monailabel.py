@@ -1,9 +1,9 @@
 """The bundles served by a real MONAI Label server (monaibundle sample app, offline) on loopback.
 
-One server per module serves copies of ``cmr2dt_sam`` and ``sam_mix`` placed in ``<app>/model/<name>``, as
-docs/monailabel.md describes, with random-weight demo networks whose outputs are pushed to foreground so that the
-masks are not empty. The labels the REST infer API returns are compared with what ``monai.bundle`` inference
-writes for the same file with the same weights.
+One server per module serves ``cmr2dt_sam`` and ``sam_mix`` as docs/monailabel.md describes: each bundle, with a
+random-weight demo network whose output is pushed to foreground so that the masks are not empty, is packaged with
+``samzoo package`` and unpacked into ``<app>/model``. The labels the REST infer API returns are compared with what
+``monai.bundle`` inference with the repository's config writes for the same file with the same weights.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
+from samzoo.bundle.package import package_bundle
 
 pytest.importorskip("monailabel", reason="MONAI Label is not installed (scripts/install.sh installs it)")
 
@@ -41,10 +43,11 @@ STARTUP_TIMEOUT_S = 150.0
 
 @dataclass
 class Server:
-    """A running MONAI Label server: its address, app and studies folders, and the log it writes."""
+    """A running MONAI Label server: its address, the trained bundle folders it serves (as packaged), its studies
+    folder and the log it writes."""
 
     url: str
-    app: Path
+    trained: Path
     studies: Path
     log: Path
 
@@ -81,7 +84,7 @@ def _free_port() -> int:
 
 
 def _write_model(bundle: Path) -> None:
-    """``models/model.pt`` for a served copy: the inference config's network with random weights, its output biased
+    """``models/model.pt`` for a bundle copy: the inference config's network with random weights, its output biased
     to foreground (every cine pixel in the crop is myocardium; every CT slice is classed liver and goes to SAM)."""
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
@@ -122,10 +125,13 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         timeout=300,
     )
     app = root / "monaibundle"
+    trained = root / "trained"
     for name in BUNDLES:
-        copy = app / "model" / name
+        copy = trained / name
         shutil.copytree(REPO / "bundles" / name, copy, ignore=shutil.ignore_patterns("runs", "eval", "*.pt"))
         _write_model(copy)
+        with zipfile.ZipFile(package_bundle(copy, root / "dist")) as archive:
+            archive.extractall(app / "model")
     studies = root / "studies"
     _write_studies(studies)
 
@@ -136,7 +142,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         "--conf", "models", ",".join(BUNDLES), "--conf", "zoo_source", "github",
         "--conf", "skip_trainers", "true", "--conf", "sam2", "false",
     ]  # fmt: skip
-    served = Server(url=url, app=app, studies=studies, log=root / "server.log")
+    served = Server(url=url, trained=trained, studies=studies, log=root / "server.log")
     # CPU and the suite's thread count, so the server computes exactly as the in-process bundle inference does;
     # an unbuffered log, so failures can show it
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -176,11 +182,12 @@ def _infer(server: Server, model: str, image: str, tmp_path: Path, **params: str
 
 
 def _bundle_inference(bundle: Path, image: Path, output_dir: Path) -> nib.Nifti1Image:
-    """``monai.bundle`` inference of the served copy on ``image``, in float32 on the CPU like the server; returns the
-    mask it writes."""
+    """``monai.bundle`` inference with the repository's config and the weights of the bundle folder ``bundle`` on
+    ``image``, in float32 on the CPU like the server; returns the mask it writes."""
+    configs = REPO / "bundles" / bundle.name / "configs"
     workflow = ConfigWorkflow(
-        config_file=str(bundle / "configs" / "inference.json"),
-        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(configs / "inference.json"),
+        meta_file=str(configs / "metadata.json"),
         logging_file=False,
         workflow_type="infer",
         bundle_root=str(bundle),
@@ -214,7 +221,7 @@ def test_cine_label_has_the_cine_geometry_and_matches_bundle_inference(server: S
     # the whole heart crop is myocardium (label 2) in every frame, everything outside it background
     assert set(np.unique(mask)) == {0, 2}
     assert (mask == 2).sum() == roi[0] * roi[1] * CINE_SHAPE[2]
-    expected = _bundle_inference(server.app / "model" / "cmr2dt_sam", server.studies / "cine.nii.gz", tmp_path / "b")
+    expected = _bundle_inference(server.trained / "cmr2dt_sam", server.studies / "cine.nii.gz", tmp_path / "b")
     np.testing.assert_array_equal(mask, np.asarray(expected.dataobj))
 
     # The view prompt is a request option: LAX is served, an unknown view fails and the log says why.
@@ -233,5 +240,5 @@ def test_ct_label_has_the_ct_geometry_and_matches_bundle_inference(server: Serve
     np.testing.assert_allclose(label.affine, CT_AFFINE, atol=1e-4)
     mask = np.asarray(label.dataobj)
     assert set(np.unique(mask)) == {0, 1}
-    expected = _bundle_inference(server.app / "model" / "sam_mix", server.studies / "ct.nii.gz", tmp_path / "b")
+    expected = _bundle_inference(server.trained / "sam_mix", server.studies / "ct.nii.gz", tmp_path / "b")
     np.testing.assert_array_equal(mask, np.asarray(expected.dataobj))
