@@ -2,11 +2,12 @@
 
 from .checkpoints import ResumeFromLatestCheckpoint, latest_checkpoint
 from .cine_inference import CineMaskAssembler, expand_cine_inputs
-from .report import EvaluationReport
+from .report import EvaluationReport, LearningCurves
 
 __all__ = [
     "CineMaskAssembler",
     "EvaluationReport",
+    "LearningCurves",
     "ResumeFromLatestCheckpoint",
     "expand_cine_inputs",
     "latest_checkpoint",
