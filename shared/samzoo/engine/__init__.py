@@ -2,6 +2,7 @@
 
 from .checkpoints import ResumeFromLatestCheckpoint, latest_checkpoint
 from .cine_inference import CineMaskAssembler, expand_cine_inputs
+from .progress import TrainingProgress
 from .report import EvaluationReport, LearningCurves
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "EvaluationReport",
     "LearningCurves",
     "ResumeFromLatestCheckpoint",
+    "TrainingProgress",
     "expand_cine_inputs",
     "latest_checkpoint",
 ]
