@@ -11,10 +11,12 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from mlflow.entities import RunStatus
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from mlflow.utils import validation
 from monai.handlers import MLFlowHandler, StatsHandler
 from monai.utils import path_to_sqlite_uri
 from samzoo.tracking import (
+    MAX_NAME_LENGTH,
+    MAX_PARAM_VALUE_LENGTH,
     EvaluationTracker,
     TrainingTracker,
     config_params,
@@ -33,7 +35,7 @@ CONFIG = {
     "network": "$@network_def.to('cpu')",
     "optimizer": {"_target_": "torch.optim.Adam", "lr": "@learning_rate", "params": "@network"},
     "train": {"handlers": [{"_target_": "StatsHandler", "tag_name": "train_loss"}], "lr": "@optimizer::lr"},
-    "weird key#1": "x" * (MAX_PARAM_VAL_LENGTH + 10),
+    "weird key#1": "x" * (MAX_PARAM_VALUE_LENGTH + 10),
     "run": ["$@trainer.run()"],
     "_meta_": {"version": "0.1.0"},
 }
@@ -51,7 +53,9 @@ def test_config_params_are_flat_readable_and_within_mlflow_limits():
     assert params["train.handlers.0._target_"] == "StatsHandler"
     assert not any(k.startswith(("imports", "run", "_meta_")) for k in params)
     long = params["weird key_1"]
-    assert len(long) == MAX_PARAM_VAL_LENGTH and long.endswith(f"[{MAX_PARAM_VAL_LENGTH + 10} characters]")
+    assert len(long) == MAX_PARAM_VALUE_LENGTH and long.endswith(f"[{MAX_PARAM_VALUE_LENGTH + 10} characters]")
+    assert MAX_PARAM_VALUE_LENGTH == validation.MAX_PARAM_VAL_LENGTH  # the limits follow the installed MLflow
+    assert MAX_NAME_LENGTH == validation.MAX_ENTITY_KEY_LENGTH
 
 
 def test_executed_config_path(tmp_path, caplog):

@@ -13,7 +13,8 @@ that handler in the same lists and complete its run:
   NIfTI masks) as artifacts under ``evaluation/``, and a link to the training run of the evaluated checkpoint
   (``mlflow.parentRunId``, so the evaluation shows under it).
 
-Without ``--tracking`` there is no MLFlowHandler and the trackers do nothing.
+Without ``--tracking`` there is no MLFlowHandler and the trackers do nothing; mlflow is then not even imported, so
+a bundle trains where it is not installed.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, Events
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
-from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
 from monai.handlers import MLFlowHandler
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = [
     "EvaluationTracker",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_NAME_LENGTH = 250
+"""MLflow's limits on a parameter value and on a parameter or metric name (``mlflow.utils.validation``)."""
 
 SKIPPED_SECTIONS = ("imports", "initialize", "run", "finalize", "_meta_")
 """Top-level config entries that are code to run or bundle metadata, not settings of the run."""
@@ -81,7 +86,7 @@ def executed_config_path(value: str | Path | None) -> Path | None:
 
 def _key(name: str) -> str:
     """An MLflow parameter or metric name: characters MLflow rejects become '_', cut to MLflow's length limit."""
-    return _INVALID_KEY_CHARS.sub("_", name)[:MAX_ENTITY_KEY_LENGTH]
+    return _INVALID_KEY_CHARS.sub("_", name)[:MAX_NAME_LENGTH]
 
 
 def _lookup(config: Mapping[str, Any], ref: str) -> Any:
@@ -114,9 +119,9 @@ def _is_scalar_list(value: Any) -> bool:
 def _text(value: Any) -> str:
     """A parameter value: strings (expressions too) as written, everything else as JSON; cut to MLflow's limit."""
     text = value if isinstance(value, str) else json.dumps(value)
-    if len(text) > MAX_PARAM_VAL_LENGTH:
+    if len(text) > MAX_PARAM_VALUE_LENGTH:
         marker = f"... [{len(text)} characters]"
-        text = text[: MAX_PARAM_VAL_LENGTH - len(marker)] + marker
+        text = text[: MAX_PARAM_VALUE_LENGTH - len(marker)] + marker
     return text
 
 
@@ -210,6 +215,8 @@ class _RunTracker(ABC):
 
     def log_params(self, params: Mapping[str, str]) -> None:
         """Log the parameters the run does not hold yet (a run may only set each parameter once)."""
+        from mlflow.entities import Param
+
         logged = self.client.get_run(self.run_id).data.params
         new = [Param(k, v) for k, v in params.items() if k not in logged]
         self.client.log_batch(self.run_id, params=new)
@@ -338,6 +345,8 @@ class EvaluationTracker(_RunTracker):
     def completed(self, engine: Engine) -> None:
         if self.run_id is None:
             return
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         metrics = [
             Metric(name, value, now, 0)

@@ -3,14 +3,16 @@
 On a terminal, ignite's :class:`~ignite.handlers.ProgressBar` (tqdm) draws one bar per epoch, kept when the epoch
 ends, with the loss and the epoch's remaining time; log records printed while a bar is open pass above it
 (tqdm's logging redirect). tqdm redraws its bar with carriage returns, which pile up into one unreadable line in a
-log file or a CI console, so when stderr is not a terminal the same information is logged as a plain line every
-``interval`` seconds and at the end of each epoch, with the time left for the whole run.
+log file or a CI console, so when stderr is not a terminal (or tqdm is not installed) the same information is
+logged as a plain line every ``interval`` seconds and at the end of each epoch, with the time left for the whole
+run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.util
 import logging
 import sys
 import time
@@ -20,7 +22,6 @@ from typing import Any
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 from monai.handlers import from_engine
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 __all__ = ["TrainingProgress"]
 
@@ -33,7 +34,7 @@ class TrainingProgress:
     Args:
         output_transform: the loss from the engine's output (default: ``loss`` of the first item).
         interval: seconds between two log lines when not on a terminal (lines also end every epoch).
-        tty: draw bars (True) or log lines (False); None decides by whether stderr is a terminal.
+        tty: draw bars (True) or log lines (False); None draws bars when stderr is a terminal and tqdm is installed.
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class TrainingProgress:
     ) -> None:
         self.output_transform = output_transform or from_engine(["loss"], first=True)
         self.interval = interval
-        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.tty = (sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None) if tty is None else tty
         self._redirect = contextlib.ExitStack()
         self._start = self._last_line = 0.0
         self._start_iteration = 0
@@ -62,6 +63,8 @@ class TrainingProgress:
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._log_line)
 
     def _redirect_logging(self, engine: Engine) -> None:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         self._redirect.enter_context(logging_redirect_tqdm())
 
     def _started(self, engine: Engine) -> None:
