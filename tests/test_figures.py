@@ -1,19 +1,20 @@
-"""Evaluation pictures: overlays, cine animations and learning curves read back from TensorBoard logs."""
+"""Evaluation pictures: overlays, cine animations, and learning curves from the training log."""
 
 from __future__ import annotations
 
 import logging
+from unittest import mock
 
 import numpy as np
 import pytest
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from PIL import Image
 from samzoo.data.errors import DataError
 from samzoo.data.nifti import save_nifti
-from samzoo.engine import LearningCurves
-from samzoo.metrics.curves import plot_learning_curves, read_scalars
+from samzoo.engine import LearningCurves, TrainingLog
+from samzoo.engine.training_log import read_training_log
+from samzoo.metrics.curves import plot_learning_curves
 from samzoo.metrics.figures import overlay_planes, write_figures
-from torch.utils.tensorboard import SummaryWriter
 
 
 def _ring(shape: tuple[int, int], radius: float, shift: int = 0) -> np.ndarray:
@@ -72,33 +73,55 @@ def test_figures_name_a_shape_mismatch(tmp_path):
         write_figures([item], [label], {1: "liver"}, tmp_path / "eval")
 
 
-def _log(log_dir, tag: str, steps: range) -> None:
-    writer = SummaryWriter(log_dir=str(log_dir))
-    for step in steps:
-        writer.add_scalar(tag, float(step), step)
-    writer.close()
+def _log(path, tag: str, steps: range, session: str) -> None:
+    """Rows as one training process (``session``) writes them."""
+    with mock.patch("samzoo.engine.training_log.SESSION", session):
+        TrainingLog(path, output_transform=float, tag_name=tag).write([(tag, step, float(step)) for step in steps])
 
 
 def test_learning_curves_follow_resumed_and_restarted_runs(tmp_path):
-    _log(tmp_path, "train_loss", range(1, 6))
-    _log(tmp_path, "train_loss", range(6, 9))  # resumed: continues the steps
-    assert [s for s, _ in read_scalars(tmp_path)["train_loss"]] == list(range(1, 9))
-    _log(tmp_path, "train_loss", range(1, 4))  # started from scratch: replaces the old curve
-    _log(tmp_path, "val_mean_dice", range(1, 3))
-    curves = read_scalars(tmp_path)
-    assert curves["train_loss"] == [(1, 1.0), (2, 2.0), (3, 3.0)] and len(curves["val_mean_dice"]) == 2
+    log = tmp_path / "training_log.csv"
+    _log(log, "train_loss", range(1, 6), "first")
+    _log(log, "train_loss", range(6, 9), "resumed")  # continues the steps
+    assert [s for s, _ in read_training_log(log)["train_loss"]] == list(range(1, 9))
+    _log(log, "train_loss", range(1, 4), "restarted")  # started from scratch: replaces the old curve
+    _log(log, "val_mean_dice", [1, 1, 2], "restarted")  # two stages validated at the same epoch number: both kept
+    curves = read_training_log(log)
+    assert curves["train_loss"] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert curves["val_mean_dice"] == [(1, 1.0), (1, 1.0), (2, 2.0)]
     path = plot_learning_curves(curves, ["train_loss"], tmp_path / "curves.png")
     assert Image.open(path).size == (1100, 400)
 
 
-def test_learning_curves_handler_skips_missing_logs(tmp_path, caplog):
+def test_training_log_rows_from_a_trainer_and_a_validator(tmp_path):
+    log = tmp_path / "runs" / "training_log.csv"
+    trainer = Engine(lambda e, batch: [{"loss": 10.0 - e.state.iteration}])
+    TrainingLog(log, output_transform=lambda output: output[0]["loss"]).attach(trainer)
+    validator = Engine(lambda e, batch: None)
+    validator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_mean_dice=0.5))
+    TrainingLog(log).attach(validator)
+    # like MONAI's ValidationHandler: the validator runs to the trainer's epoch
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: validator.run([0], max_epochs=e.state.epoch))
+    trainer.run([0] * 2, max_epochs=2)
+    assert read_training_log(log) == {
+        "train_loss": [(1, 9.0), (2, 8.0), (3, 7.0), (4, 6.0)],
+        "val_mean_dice": [(1, 0.5), (2, 0.5)],
+    }
+    lines = log.read_text().splitlines()
+    assert lines[0] == "session,tag,step,value" and len(lines) == 7
+    log.write_text(lines[0] + "\nx,train_loss,one,1.0\n")
+    with pytest.raises(DataError, match=r"training_log.csv: line 2 is not a training log row"):
+        read_training_log(log)
+
+
+def test_learning_curves_handler_skips_a_missing_log(tmp_path, caplog):
     engine = Engine(lambda e, b: None)
-    LearningCurves(tmp_path / "no_logs", tmp_path / "eval").attach(engine)
+    LearningCurves(tmp_path / "no_log.csv", tmp_path / "eval").attach(engine)
     with caplog.at_level(logging.WARNING):
         engine.run([0])
     assert "learning curves skipped" in caplog.text and not (tmp_path / "eval").exists()
-    _log(tmp_path / "logs", "train_loss", range(1, 4))
+    _log(tmp_path / "training_log.csv", "train_loss", range(1, 4), "run")
     engine = Engine(lambda e, b: None)
-    LearningCurves(tmp_path / "logs", tmp_path / "eval").attach(engine)
+    LearningCurves(tmp_path / "training_log.csv", tmp_path / "eval").attach(engine)
     engine.run([0])
     assert (tmp_path / "eval" / "learning_curves.png").is_file()

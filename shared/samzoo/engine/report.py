@@ -10,8 +10,9 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from ..metrics import evaluate_items, find_predictions, results_table, write_report
-from ..metrics.curves import plot_learning_curves, read_scalars
+from ..metrics.curves import plot_learning_curves
 from ..metrics.figures import write_figures
+from .training_log import read_training_log
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +55,16 @@ class EvaluationReport:
 
 
 class LearningCurves:
-    """When the evaluator completes, plot the learning curves of the training whose TensorBoard logs are in
-    ``log_dir`` (the bundle's ``output_dir``) to ``out_dir/learning_curves.png``.
+    """When the evaluator completes, plot the learning curves of the training that wrote ``log_file`` (its
+    :class:`~samzoo.engine.training_log.TrainingLog`) to ``out_dir/learning_curves.png``.
 
     ``loss_tags`` are the per-iteration loss tags; every other scalar is drawn per epoch
-    (:func:`~samzoo.metrics.curves.plot_learning_curves`). Without logs (a model trained elsewhere) the picture is
+    (:func:`~samzoo.metrics.curves.plot_learning_curves`). Without a log (a model trained elsewhere) the picture is
     skipped with a warning; evaluation goes on.
     """
 
-    def __init__(self, log_dir: str | Path, out_dir: str | Path, loss_tags: Sequence[str] = ("train_loss",)) -> None:
-        self.log_dir = Path(log_dir)
+    def __init__(self, log_file: str | Path, out_dir: str | Path, loss_tags: Sequence[str] = ("train_loss",)) -> None:
+        self.log_file = Path(log_file)
         self.out_dir = Path(out_dir)
         self.loss_tags = tuple(loss_tags)
 
@@ -71,10 +72,10 @@ class LearningCurves:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        curves = read_scalars(self.log_dir)
+        curves = read_training_log(self.log_file)
         if not curves:
-            logger.warning("no training logs (TensorBoard event files) in %s: learning curves skipped", self.log_dir)
+            logger.warning("no training log at %s: learning curves skipped", self.log_file)
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = plot_learning_curves(curves, self.loss_tags, self.out_dir / "learning_curves.png", str(self.log_dir))
+        path = plot_learning_curves(curves, self.loss_tags, self.out_dir / "learning_curves.png", str(self.log_file))
         logger.info("learning curves of %s written to %s", ", ".join(curves), path)

@@ -1,13 +1,5 @@
-"""Learning curves read back from the TensorBoard event files training wrote.
-
-Every bundle's training writes its loss per iteration and its validation metrics per epoch with MONAI's
-``TensorBoardStatsHandler`` into ``output_dir``; :func:`read_scalars` reads them and :func:`plot_learning_curves`
-draws the loss against the iteration and the per-epoch values against the epoch.
-
-Each training process writes its own event file. A run resumed from a checkpoint continues the step count and
-extends the curves; a run started from scratch in the same folder counts from 1 again and replaces the points from
-its first step on, as TensorBoard itself does for a restarted run.
-"""
+"""Learning curves: the training loss per iteration and the validation metrics per epoch, from the training log
+(:func:`samzoo.engine.training_log.read_training_log`)."""
 
 from __future__ import annotations
 
@@ -17,31 +9,10 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["event_files", "plot_learning_curves", "read_scalars"]
+__all__ = ["Curve", "plot_learning_curves"]
 
 Curve = list[tuple[int, float]]
 """``(step, value)`` points in the order they were written."""
-
-
-def event_files(log_dir: str | Path) -> list[Path]:
-    """The TensorBoard event files directly in ``log_dir``, oldest first (their names start with the time)."""
-    return sorted(Path(log_dir).glob("events.out.tfevents.*"))
-
-
-def read_scalars(log_dir: str | Path) -> dict[str, Curve]:
-    """Scalar curves by tag from the event files directly in ``log_dir`` (empty when there are none)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    curves: dict[str, Curve] = {}
-    for path in event_files(log_dir):
-        events = EventAccumulator(str(path), size_guidance={"scalars": 0})
-        events.Reload()
-        for tag in events.Tags()["scalars"]:
-            points = [(int(e.step), float(e.value)) for e in events.Scalars(tag)]
-            if points:
-                first = points[0][0]
-                curves[tag] = [p for p in curves.get(tag, []) if p[0] < first] + points
-    return curves
 
 
 def plot_learning_curves(
