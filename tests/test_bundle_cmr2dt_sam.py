@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
+from PIL import Image
 from samzoo.data.demo import write_demo
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cmr2dt_sam"
@@ -84,6 +85,16 @@ def test_train_resume_evaluate_and_infer(workspace):
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
     summary = json.loads((eval_dir / "summary.json").read_text())
     assert summary["classes"]["myocardium"]["counts"]["rows"] == len(rows)
+    # Pictures next to the report: an overlay and an animation of every frame per item, and the learning curves
+    # read from the TensorBoard logs of the training above.
+    for item in items:
+        name = Path(item["label"]).name.removesuffix(".nii.gz")
+        with Image.open(eval_dir / "overlays" / f"{name}.png") as overlay:
+            assert overlay.size[0] > 300 and overlay.size[1] > 200
+        with Image.open(eval_dir / "animations" / f"{name}.gif") as animation:
+            assert animation.n_frames == nib.load(item["label"]).shape[-1]
+    with Image.open(eval_dir / "learning_curves.png") as curves:
+        assert curves.size == (1100, 400)
 
     # Inference on a whole short-axis stack (H, W, Z, T) returns a mask with the input's shape and affine.
     stack = next((Path(workspace["dataset_dir"]).parent / "raw").glob("patient*/patient*_4d.nii.gz"))

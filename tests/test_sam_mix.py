@@ -83,6 +83,8 @@ def test_bundle_trains_evaluates_and_infers(demo, bundle):
     summary = json.loads((run / "runs" / "eval" / "summary.json").read_text())
     classification = json.loads((run / "runs" / "eval" / "classification.json").read_text())
     assert summary["num_cases"] >= 1 and 0.0 <= classification["accuracy"] <= 1.0
+    assert len(list((run / "runs" / "eval" / "overlays").glob("*.png"))) == summary["num_cases"]
+    assert (run / "runs" / "eval" / "learning_curves.png").is_file()
     volume = sorted((demo / "demo_ct" / "raw").rglob("volume-*.nii*"))[0]
     _workflow(bundle, run, ["inference.json"], input_files=[str(volume)], save_cam=True, **SMALL)
     out = run / "runs" / "inference"

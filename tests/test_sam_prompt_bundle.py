@@ -48,6 +48,9 @@ def test_evaluate_writes_the_standard_report(trained: Path) -> None:
     rows = list(csv.DictReader((report / "metrics.csv").read_text().splitlines()))
     assert rows and {r["phase"] for r in rows} <= {"ED", "ES"}
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
+    slices = {(r["case_id"], r["view"], r["slice_index"]) for r in rows}
+    assert len(list((report / "overlays").glob("*.png"))) == len(slices)  # one overlay per evaluated cine slice
+    assert (report / "learning_curves.png").is_file()
 
 
 @pytest.mark.slow

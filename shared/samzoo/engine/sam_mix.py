@@ -24,6 +24,7 @@ from monai.losses import DiceLoss, FocalLoss
 from torch import nn
 
 from ..metrics import evaluate_items, results_table, write_report
+from ..metrics.figures import write_figures
 from ..transforms.ct import middle_slice_range
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,9 @@ def _source_name(item: Mapping[str, Any], key: str = "image") -> str:
 
 class SamMixReport:
     """Evaluator handler: collect each volume's prediction on the label grid (entries are looked up in the output,
-    then in the batch) and, at the end, write the shared metrics report (metrics.csv, summary.json, metrics.png)
-    plus classification.json, the slice-level presence accuracy per case and overall.
+    then in the batch) and, at the end, write the shared metrics report (metrics.csv, summary.json, metrics.png),
+    an overlay per volume (``overlays/``, the slices holding the most liver in the label and in the prediction) and
+    classification.json, the slice-level presence accuracy per case and overall.
 
     Args:
         items: the evaluated datalist items, in the evaluator's order.
@@ -163,7 +165,8 @@ class SamMixReport:
     def write(self, engine: Engine) -> None:
         if len(self.predictions) != len(self.items):
             raise RuntimeError(f"evaluated {len(self.predictions)} of {len(self.items)} volumes")
-        rows = evaluate_items(self.items, self.predictions, classes={1: "liver"}, label_values={0, 1})
+        classes = {1: "liver"}
+        rows = evaluate_items(self.items, self.predictions, classes=classes, label_values={0, 1})
         if self.slice_fraction is not None:
             rows = [row for row in rows if row["slice_index"] in self._scored_slices(row["case_id"])]
         summary = write_report(rows, self.out_dir)
@@ -173,6 +176,7 @@ class SamMixReport:
         (self.out_dir / "classification.json").write_text(json.dumps(classification, indent=2))
         logger.info("liver segmentation:\n%s", results_table(summary))
         logger.info("slice presence accuracy %.4f over %d slices", classification["accuracy"], slices)
+        write_figures(self.items, self.predictions, classes, self.out_dir)
 
     def _scored_slices(self, case_id: str) -> range:
         """Label-array indices of the middle slices of a case: :func:`middle_slice_range` in RAS order, mirrored

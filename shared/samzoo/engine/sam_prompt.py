@@ -19,17 +19,18 @@ from ignite.engine import Engine, Events
 
 from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti, save_nifti
-from ..metrics import results_table, write_report
+from ..metrics import evaluate_items, results_table, write_report
+from ..metrics.figures import write_figures
 from ..networks.sam_prompt import SamPromptModel, combine_masks, resized_size, to_sam_input
 from ..prompts.io import boxes_from_label, read_prompts
-from ..studies.prompting import evaluate_slices
+from ..studies.prompting import slice_volumes
 
 logger = logging.getLogger(__name__)
 
 
 class SliceReportWriter:
     """Handler: collect the evaluator's ``pred`` (C, 256, 256) per sample and, at the end, write ``metrics.csv``,
-    ``summary.json`` and ``metrics.png`` for the slices into ``out_dir``.
+    ``summary.json``, ``metrics.png`` and an overlay per datalist item (``overlays/``) for the slices into ``out_dir``.
 
     Args:
         network: maps masks back to each slice's grid (:meth:`SamPromptModel.to_original`).
@@ -60,11 +61,12 @@ class SliceReportWriter:
             self.predictions[int(batch["index"])] = combine_masks(masks.cpu().numpy(), list(self.classes))
 
     def write(self, engine: Engine) -> None:
-        rows = evaluate_slices(self.samples, self.predictions, self.classes)
-        summary = write_report(rows, self.out_dir)
+        items, volumes = slice_volumes(self.samples, self.predictions)
+        summary = write_report(evaluate_items(items, volumes, self.classes), self.out_dir)
         logger.info(
             "evaluation of %d slices written to %s\n%s", len(self.predictions), self.out_dir, results_table(summary)
         )
+        write_figures(items, volumes, self.classes, self.out_dir)
 
 
 @torch.no_grad()

@@ -41,7 +41,8 @@ def classes_from_labels(labels: Mapping[str, str]) -> dict[int, str]:
     return {int(value): name for value, name in labels.items() if int(value) != 0}
 
 
-def _strip_nifti(name: str) -> str:
+def strip_nifti(name: str) -> str:
+    """A file name without its ``.nii.gz`` or ``.nii`` suffix."""
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -56,7 +57,7 @@ def prediction_candidates(pred_dir: str | Path, item: Mapping[str, Any], pred_po
     and ``<name>_seg.nii.gz``; each also with ``.nii``.
     """
     pred_dir = Path(pred_dir)
-    names = dict.fromkeys(_strip_nifti(Path(item[key]).name) for key in ("label", "image") if item.get(key))
+    names = dict.fromkeys(strip_nifti(Path(item[key]).name) for key in ("label", "image") if item.get(key))
     candidates = []
     for name in names:
         for ext in (".nii.gz", ".nii"):

@@ -76,13 +76,13 @@ def prompt_grid(
     return [PromptConfig(*combo) for combo in itertools.product(boxes, positives, negatives)]
 
 
-def evaluate_slices(
-    samples: Sequence[Mapping[str, Any]], predictions: Mapping[int, np.ndarray], classes: Mapping[int, str]
-) -> list[dict[str, Any]]:
-    """Metric rows (:data:`samzoo.metrics.rows.ROW_FIELDS`) of predicted (H, W) label maps, keyed by sample index.
+def slice_volumes(
+    samples: Sequence[Mapping[str, Any]], predictions: Mapping[int, np.ndarray]
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Predicted (H, W) label maps, keyed by sample index, gathered per datalist item into (H, W, T) volumes.
 
-    The samples of one datalist item are scored together on the item's (H, W, T) label, restricted to the frames
-    predicted, so rows carry the usual phase, slice position and mm/pixel columns.
+    Returns the items, each with ``labelled_frames`` restricted to the frames predicted, and their volumes (zero on
+    the other frames), ready for :func:`~samzoo.metrics.evaluate_items`.
     """
     by_item: dict[str, list[Mapping[str, Any]]] = {}
     for sample in samples:
@@ -97,7 +97,18 @@ def evaluate_slices(
             volume[..., sample["frame"]] = predictions[sample["index"]]
         items.append(dict(first, labelled_frames=[s["frame"] for s in group]))
         arrays.append(volume)
-    return evaluate_items(items, arrays, classes)
+    return items, arrays
+
+
+def evaluate_slices(
+    samples: Sequence[Mapping[str, Any]], predictions: Mapping[int, np.ndarray], classes: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """Metric rows (:data:`samzoo.metrics.rows.ROW_FIELDS`) of predicted (H, W) label maps, keyed by sample index.
+
+    The samples of one datalist item are scored together on the item's (H, W, T) label, restricted to the frames
+    predicted (:func:`slice_volumes`), so rows carry the usual phase, slice position and mm/pixel columns.
+    """
+    return evaluate_items(*slice_volumes(samples, predictions), classes)
 
 
 @torch.no_grad()

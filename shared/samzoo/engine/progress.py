@@ -1,0 +1,93 @@
+"""Training progress on the console: iterations, loss and the time left.
+
+On a terminal, ignite's :class:`~ignite.handlers.ProgressBar` (tqdm) draws one bar per epoch, kept when the epoch
+ends, with the loss and the epoch's remaining time; log records printed while a bar is open pass above it
+(tqdm's logging redirect). tqdm redraws its bar with carriage returns, which pile up into one unreadable line in a
+log file or a CI console, so when stderr is not a terminal (or tqdm is not installed) the same information is
+logged as a plain line every ``interval`` seconds and at the end of each epoch, with the time left for the whole
+run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.util
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar
+from monai.handlers import from_engine
+
+__all__ = ["TrainingProgress"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingProgress:
+    """Show a trainer's progress: a tqdm bar on a terminal, log lines otherwise (see the module docstring).
+
+    Args:
+        output_transform: the loss from the engine's output (default: ``loss`` of the first item).
+        interval: seconds between two log lines when not on a terminal (lines also end every epoch).
+        tty: draw bars (True) or log lines (False); None draws bars when stderr is a terminal and tqdm is installed.
+    """
+
+    def __init__(
+        self,
+        output_transform: Callable[[Any], Any] | None = None,
+        interval: float = 30.0,
+        tty: bool | None = None,
+    ) -> None:
+        self.output_transform = output_transform or from_engine(["loss"], first=True)
+        self.interval = interval
+        self.tty = (sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None) if tty is None else tty
+        self._redirect = contextlib.ExitStack()
+        self._start = self._last_line = 0.0
+        self._start_iteration = 0
+
+    def loss(self, output: Any) -> float:
+        return float(self.output_transform(output))
+
+    def attach(self, engine: Engine) -> None:
+        if self.tty:
+            ProgressBar(persist=True).attach(engine, output_transform=lambda output: {"loss": self.loss(output)})
+            engine.add_event_handler(Events.STARTED, self._redirect_logging)
+            engine.add_event_handler(Events.COMPLETED, lambda _: self._redirect.close())
+        else:
+            engine.add_event_handler(Events.STARTED, self._started)
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self._log_line)
+
+    def _redirect_logging(self, engine: Engine) -> None:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._redirect.enter_context(logging_redirect_tqdm())
+
+    def _started(self, engine: Engine) -> None:
+        self._start = self._last_line = time.perf_counter()
+        self._start_iteration = engine.state.iteration
+
+    def _log_line(self, engine: Engine) -> None:
+        state = engine.state
+        now = time.perf_counter()
+        within_epoch = (state.iteration - 1) % state.epoch_length + 1
+        if within_epoch < state.epoch_length and now - self._last_line < self.interval:
+            return
+        self._last_line = now
+        done = state.iteration - self._start_iteration
+        per_iteration = (now - self._start) / max(done, 1)
+        left = (state.max_epochs * state.epoch_length - state.iteration) * per_iteration
+        logger.info(
+            "epoch %d/%d, iteration %d/%d: loss %.4f, %.2f s/iteration, %s left",
+            state.epoch,
+            state.max_epochs,
+            within_epoch,
+            state.epoch_length,
+            self.loss(state.output),
+            per_iteration,
+            datetime.timedelta(seconds=round(left)),
+        )
