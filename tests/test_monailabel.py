@@ -208,6 +208,8 @@ def test_info_lists_both_bundles_with_the_view_option(server: Server) -> None:
     assert set(info["models"]) == set(BUNDLES)
     assert all(info["models"][name]["type"] == "segmentation" for name in BUNDLES)
     assert info["models"]["cmr2dt_sam"]["config"]["view"] == ["SAX", "LAX"]
+    assert info["models"]["cmr2dt_sam"]["labels"] == {"myocardium": 2}  # MONAI Label leaves background out
+    assert info["models"]["sam_mix"]["labels"] == {"liver": 1}
     assert info["trainers"] == {}
     assert info["datastore"]["total"] == 2
 

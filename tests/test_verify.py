@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from samzoo.bundle.verify import check_metadata, export_torchscript, fake_inputs, inference_parser
+from samzoo.bundle.verify import check_metadata, export_torchscript, fake_inputs, inference_parser, verify_bundle
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 NAMES = sorted(p.parent.parent.name for p in BUNDLES.glob("*/configs/metadata.json"))
@@ -50,3 +50,15 @@ def test_torchscript_export_matches_the_network(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(scripted(image, view), net(image, view), atol=1e-5, rtol=1e-4)
     assert set(extra) == {"view"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_every_bundle_passes_the_checks(name):
+    report = verify_bundle(BUNDLES / name)
+    assert report["metadata"] == "valid"
+    assert report["train_properties"] == report["inference_properties"] == "complete"
+    assert report["net_in_out"] == "verified"
+    meta = json.loads((BUNDLES / name / "configs" / "metadata.json").read_text())
+    expected = meta["torchscript_export"] if meta["torchscript_export"].startswith("not supported") else "traced"
+    assert report["torchscript"] == expected

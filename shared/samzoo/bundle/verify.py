@@ -8,7 +8,8 @@
   as cmr2dt_sam's ``view``) are passed as extra forward arguments built from their declaration.
 - A TorchScript export of the network with MONAI's ``convert_to_torchscript``: scripted where the network
   scripts, otherwise traced at the declared input shape (segment-anything's ViT blocks do not script), and checked
-  against the eager network on the same input.
+  against the eager network on the same input. A bundle whose network cannot be exported says why in its
+  metadata's ``torchscript_export`` ("not supported: ..."), and the check reports that instead.
 
 The checks need the bundle's data: they use the synthetic demo data its ``train.json`` writes when no dataset is
 given, in a temporary folder, so the bundle folder is left as it was.
@@ -74,21 +75,52 @@ def fake_inputs(parser: ConfigParser, n: int, frames: int) -> tuple[torch.Tensor
     return tensors.pop("image"), tensors
 
 
+class OutputOf(torch.nn.Module):
+    """``network(...)[key]``: one declared output of a network that returns a dict, for ``verify_net_in_out``."""
+
+    def __init__(self, network: torch.nn.Module, key: str) -> None:
+        super().__init__()
+        self.network = network
+        self.key = key
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.network(*args, **kwargs)[self.key]
+
+
 def check_net_in_out(bundle: Path, n: int, frames: int, **overrides: Any) -> None:
-    """MONAI's ``verify_net_in_out`` on ``inference.json``'s ``network_def``."""
+    """MONAI's ``verify_net_in_out`` on ``inference.json``'s ``network_def``.
+
+    MONAI checks one tensor, ``outputs#pred``. A network returning a dict declares which entry each output is
+    (``network_output_key``); every declared output is then checked in turn, through :class:`OutputOf`.
+    """
     parser = inference_parser(bundle, **overrides)
     _, extra = fake_inputs(parser, n, frames)
-    verify_net_in_out(
-        net_id="network_def",
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        config_file=str(bundle / "configs" / "inference.json"),
-        device="cpu",
-        n=n,
-        any=frames,
-        extra_forward_args=extra,
-        bundle_root=str(bundle),
-        **overrides,
-    )
+    outputs = parser.get("_meta_#network_data_format#outputs")
+    for name, spec in outputs.items():
+        checked: dict[str, Any] = {}
+        net_id = "network_def"
+        if "network_output_key" in spec:
+            net_id = "verified_output"
+            checked[net_id] = {
+                "_target_": f"{__name__}.OutputOf",
+                "network": "@network_def",
+                "key": spec["network_output_key"],
+            }
+        elif name != "pred":
+            continue
+        checked["_meta_#network_data_format#outputs#pred"] = spec
+        verify_net_in_out(
+            net_id=net_id,
+            meta_file=str(bundle / "configs" / "metadata.json"),
+            config_file=str(bundle / "configs" / "inference.json"),
+            device="cpu",
+            n=n,
+            any=frames,
+            extra_forward_args=extra,
+            bundle_root=str(bundle),
+            **overrides,
+            **checked,
+        )
 
 
 def export_torchscript(
@@ -139,13 +171,18 @@ def verify_bundle(bundle: str | Path, n: int = 8, frames: int = 15, bundles_root
         report["inference_properties"] = "complete"
         check_net_in_out(src, n, frames)
         report["net_in_out"] = "verified"
-        report["torchscript"] = export_torchscript(src, None, Path(tmp) / "model.ts", n, frames)
+        declared = inference_parser(src).get("_meta_#torchscript_export", "")
+        if declared.startswith("not supported"):
+            report["torchscript"] = declared
+        else:
+            report["torchscript"] = export_torchscript(src, None, Path(tmp) / "model.ts", n, frames)
     return report
 
 
 __all__ = [
     "SCHEMA",
     "BundleCheckError",
+    "OutputOf",
     "check_metadata",
     "check_net_in_out",
     "check_properties",
