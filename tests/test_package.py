@@ -91,7 +91,8 @@ def test_archive_layout_and_refusals(tmp_path):
     assert recipe.read_bytes() == before
     full = package_bundle(src, tmp_path / "out", overwrite=True)
     assert zipfile.ZipFile(full).read("cmr2dt_sam/models/model.pt") == b"weights"
-    assert not list((tmp_path / "out").glob(".*part"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [full.name]
+    assert full.stat().st_mode & 0o044  # readable by others as umask allows, not mkstemp's private mode
 
 
 def test_unknown_bundle_is_named(tmp_path):

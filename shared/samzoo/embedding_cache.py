@@ -14,13 +14,12 @@ read with ``weights_only=True``. About 4 MB per LiteMedSAM slice.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_path
 from .data.errors import DataError
 
 
@@ -85,11 +84,5 @@ class EmbeddingCache:
     @staticmethod
     def _write(path: Path, embedding: torch.Tensor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".pt")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(embedding.clone(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..atomic import atomic_path
 from ..data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -66,19 +65,12 @@ def package_bundle(
     version = json.loads((src / "configs" / "metadata.json").read_text())["version"]
     target = Path(out) / f"{name}_v{version}.zip"
     if target.exists() and not overwrite:
-        raise DataError(target, "already exists; pass overwrite=True to replace it")
+        raise DataError(target, "already exists; pass --overwrite (overwrite=True) to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
 
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for arcname, data in _bundle_entries(src, with_model):
-                archive.writestr(f"{name}/{arcname}", data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for arcname, data in _bundle_entries(src, with_model):
+            archive.writestr(f"{name}/{arcname}", data)
     logger.info("wrote %s (%s)", target, "with model" if with_model else "recipe only")
     return target
 

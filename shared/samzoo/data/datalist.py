@@ -28,14 +28,13 @@ CT items (one per volume, image and label (X, Y, Z) in RAS-like axial order as o
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .errors import DataError
 
 SPLITS = ("training", "validation", "test")
@@ -107,11 +106,8 @@ def write_datalist(datalist: dict[str, Any], dst: str | Path, src: str | Path | 
         ensure_outside(dst, src)
     dst.mkdir(parents=True, exist_ok=True)
     path = dst / "datalist.json"
-    fd, tmp = tempfile.mkstemp(dir=dst, prefix=".datalist_", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(datalist, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(datalist, indent=1) + "\n")
     return path
 
 

@@ -7,14 +7,13 @@ file and renames it so an interrupted run never leaves a half-written file behin
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from ..atomic import atomic_path
 from .errors import DataError
 
 
@@ -73,23 +72,9 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, zooms: t
     img.header.set_xyzt_units("mm", "sec")
     if zooms is not None:
         img.header.set_zooms(tuple(zooms)[: array.ndim])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix="".join(path.suffixes))
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         nib.save(img, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it), so atomically written files get normal permissions."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_same_grid(image: NiftiVolume, label: NiftiVolume, spatial_dims: int | None = None) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .plots import plot_metrics
 from .rows import PHASE_GROUPS, POSITIONS, ROW_FIELDS, counted, phase_group, position_group
 
@@ -136,14 +135,8 @@ def _cell(stats: Mapping[str, float] | None) -> str:
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write`` on a temporary file next to ``path``, then rename it, so no half-written report remains."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_csv(rows: Iterable[Mapping[str, Any]], path: Path, fields: Sequence[str]) -> None:

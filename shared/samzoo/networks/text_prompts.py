@@ -8,8 +8,6 @@ small ``.npy`` files with a bundle (:func:`save_text_prompts`) and read back by 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..data.errors import DataError
 
 VIEW_PROMPTS = ("sax", "lax")
@@ -73,10 +72,8 @@ def save_text_prompts(
     paths = []
     for prompt, row in zip(prompts, embeddings.detach().cpu().float().numpy(), strict=True):
         path = folder / f"{prompt}.npy"
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy")
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, row[None])
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.save(tmp, row[None])
         paths.append(path)
     return paths
 
