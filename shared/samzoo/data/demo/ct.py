@@ -6,9 +6,10 @@ image (HU per class, slight blur, noise) and the label are both looked up from t
 - air around the body; the body an ellipse of subcutaneous fat over the abdominal wall muscle; inside, bowel and
   visceral fat with gas pockets in the lower slices;
 - spine (cortex ~700 HU over marrow), ribs in the upper slices, paraspinal muscles, aorta and vena cava;
-- the liver (~60 HU, labelled 1) on the patient's right in the upper slices, ending above the lower slices so
-  that slices with and without liver both occur; its vessels are liver; sometimes one or two hypodense
-  tumours (labelled 2, inside the liver); the gallbladder beside it is not liver;
+- the liver (~60 HU, labelled 1) on the patient's right in the upper slices, ending 42-58 % of the way up so
+  that slices with and without liver both occur, also among the middle 30 % that SAM-Mix trains on; its vessels
+  are liver; sometimes one or two hypodense tumours (labelled 2, inside the liver); the gallbladder beside it is
+  not liver;
 - organs of similar density nearby, so the liver is not the only bright structure: spleen (~50 HU), enhancing
   kidneys (~170 HU), stomach with a gas cap, lung bases behind the liver dome.
 
@@ -142,7 +143,7 @@ def _abdomen(
     tissue[in_stomach] = FLUID
     tissue[in_stomach & (points[..., 1] > stomach[1] + 0.45 * stomach_axes[1])] = GAS
 
-    bottom, top = rng.uniform(0.35, 0.55) * height, rng.uniform(0.95, 1.1) * height
+    bottom, top = rng.uniform(0.42, 0.58) * height, rng.uniform(0.95, 1.1) * height
     mid, half = (bottom + top) / 2, (top - bottom) / 2
     liver_lobes = random_lobes(rng, 3, 0.06)
     right_lobe = (rng.uniform(0.4, 0.5) * inner_a, center[1] + rng.uniform(-0.1, 0.1) * inner_b, mid)
