@@ -1,5 +1,6 @@
 """Engine hooks and handlers used by the bundles' MONAI workflows."""
 
+from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
 from .checkpoints import ResumeFromLatestCheckpoint, latest_checkpoint
 from .cine_inference import CineMaskAssembler, ViewPromptInferer, expand_cine_inputs
 from .progress import TrainingProgress
@@ -7,6 +8,7 @@ from .report import EvaluationReport, LearningCurves
 from .training_log import TrainingLog
 
 __all__ = [
+    "BatchNormRecalibration",
     "CineMaskAssembler",
     "EvaluationReport",
     "LearningCurves",
@@ -16,4 +18,5 @@ __all__ = [
     "ViewPromptInferer",
     "expand_cine_inputs",
     "latest_checkpoint",
+    "recalibrate_batch_norm",
 ]
