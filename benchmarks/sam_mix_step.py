@@ -63,7 +63,7 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> tuple[torch.Te
 def measure(net: SamMix, args: argparse.Namespace, device: torch.device, bf16: bool) -> dict:
     """Mean time and peak memory of ``args.steps`` training steps after ``args.warmup`` untimed ones."""
     image, target = make_batch(args, device)
-    gate = target["labelled"][:, 0] > 0
+    gate = target["labelled"][:, 0].cpu() > 0  # a host tensor, as the trainer's batch preparation gives it
     loss_fn = SamMixLoss()
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
 

@@ -10,7 +10,7 @@ from monai.losses import FocalLoss
 from samzoo.data.datalist import load_datalist
 from samzoo.data.semi_supervised import LabelledBatchSampler, SemiSupervisedSlices, select_labelled
 from samzoo.engine import recalibrate_batch_norm
-from samzoo.engine.sam_mix import SamMixLoss
+from samzoo.engine.sam_mix import SamMixLoss, SamMixPrepareBatch
 from samzoo.networks.resnet38 import ResNet38
 from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix
 from samzoo.transforms.ct import CTSliceDataset, ct_volume_transforms
@@ -57,6 +57,36 @@ def test_network_gates_sam_and_loss_ignores_unlabelled():
     trainable = {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad}
     assert trainable == {"sam", "classifier"}
     assert not any(p.requires_grad for p in net.sam.prompt_encoder.parameters())
+
+
+def test_padding_boxes_leave_the_mask_unchanged_and_an_empty_cam_boxes_the_slice():
+    torch.manual_seed(0)
+    net = SamMix("vit_tiny", image_size=64, classifier_width=1 / 32).eval()
+    x = torch.rand(1, 1, 64, 64)
+    box = torch.tensor([[[8.0, 10.0, 40.0, 50.0]]])
+    padded = torch.cat([box, torch.tensor([[[0.0, 0.0, 63.0, 63.0]]])], dim=1)
+    with torch.no_grad():
+        alone = net.segment(x, box)
+        torch.testing.assert_close(net.segment(x, padded, torch.tensor([[True, False]])), alone)
+        assert (net.segment(x, padded) - alone).abs().max() > 1e-3  # the second box counts once valid
+    cams = torch.stack([-torch.ones(64, 64), torch.zeros(64, 64)])
+    cams[1, 5:9, 20:30] = 1.0
+    boxes, valid = net.prompts(cams)
+    assert boxes.shape == (2, 3, 4) and valid.tolist() == [[True, False, False], [True, False, False]]
+    assert boxes[:, 0].tolist() == [[0.0, 0.0, 63.0, 63.0], [20.0, 5.0, 29.0, 8.0]]
+
+
+def test_training_gate_stays_on_the_host():
+    batch = {
+        "image": torch.rand(3, 1, 8, 8),
+        "label": torch.zeros(3, 1, 8, 8),
+        "presence": torch.tensor([[1.0], [0.0], [1.0]]),
+        "labelled": torch.tensor([[0.0], [0.0], [1.0]]),
+    }
+    image, targets, _, kwargs = SamMixPrepareBatch("labelled")(batch, torch.device("cpu"))
+    assert kwargs["gate"].device.type == "cpu" and kwargs["gate"].tolist() == [False, False, True]
+    assert targets["presence"].shape == targets["labelled"].shape == (3, 1) and image.shape == (3, 1, 8, 8)
+    assert SamMixPrepareBatch(None)(batch)[3]["gate"] is None
 
 
 def test_classifier_tells_demo_slices_apart_in_eval_mode_after_short_training(demo):
@@ -156,7 +186,7 @@ def test_lite_medsam_backbone_gets_lora_and_segments_a_box():
     yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
     disk = (((yy - 140) ** 2 + (xx - 110) ** 2) < 50**2).float()
     with torch.no_grad():
-        logits = net.segment((0.2 + 0.6 * disk)[None, None], [torch.tensor([[60.0, 90.0, 160.0, 190.0]])])
+        logits = net.segment((0.2 + 0.6 * disk)[None, None], torch.tensor([[[60.0, 90.0, 160.0, 190.0]]]))
     assert logits.shape == (1, 1, 256, 256)
     pred = (logits[0, 0] > 0).float()
     assert 2 * (pred * disk).sum() / (pred.sum() + disk.sum()) > 0.9  # the real weights outline the boxed disk

@@ -37,7 +37,9 @@ class SamMixPrepareBatch(PrepareBatch):
 
     targets holds ``seg`` (B, 1, H, W), ``presence`` (B, 1) and ``labelled`` (B, 1; ones when the batch has no
     such key). ``gate_key`` names the batch entry that decides which slices SAM segments: ``"labelled"`` in
-    training (SAM runs only where the segmentation loss can use it), None to let the classifier decide.
+    training (SAM runs only where the segmentation loss can use it), None to let the classifier decide. The gate
+    stays on the host, where the batch comes from, so the network can pick those slices without waiting for the
+    device.
     """
 
     def __init__(self, gate_key: str | None = "labelled") -> None:
@@ -49,12 +51,14 @@ class SamMixPrepareBatch(PrepareBatch):
         def to(x: torch.Tensor) -> torch.Tensor:
             return torch.as_tensor(x).to(device=device, non_blocking=non_blocking, **kwargs)
 
-        image = to(batchdata["image"])
-        presence = to(batchdata["presence"]).float()
-        labelled = to(batchdata["labelled"]).float() if "labelled" in batchdata else torch.ones_like(presence)
-        targets = {"seg": to(batchdata["label"]).float(), "presence": presence, "labelled": labelled}
-        gate = None if self.gate_key is None else targets[self.gate_key].flatten() > 0
-        return image, targets, (), {"gate": gate}
+        presence = torch.as_tensor(batchdata["presence"]).float()
+        labelled = (
+            torch.as_tensor(batchdata["labelled"]).float() if "labelled" in batchdata else torch.ones_like(presence)
+        )
+        flags = {"presence": presence, "labelled": labelled}
+        gate = None if self.gate_key is None else flags[self.gate_key].flatten().cpu() > 0
+        targets = {"seg": to(batchdata["label"]).float(), **{key: to(value) for key, value in flags.items()}}
+        return to(batchdata["image"]), targets, (), {"gate": gate}
 
 
 class SamMixLoss(nn.Module):

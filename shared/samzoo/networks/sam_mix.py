@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from torch import nn
 
-from ..cam import cam_boxes, class_activation_map
+from ..cam import cam_box_prompts, class_activation_map
 from .backbones import LoadReport, backbone_entry, build_backbone
 from .lora import add_lora
 from .resnet38 import ResNet38
@@ -52,6 +52,10 @@ class SamMix(nn.Module):
     ``forward(image, gate=None)`` returns ``{"mask": (B, 1, H, W) logits, "score": (B, 1) presence logits,
     "cam": (B, 1, H, W)}``. ``gate`` (B,) bool chooses the slices that get prompts; None uses the classifier's own
     decision (score >= logit of ``presence_threshold``). Slices outside the gate skip SAM and get ``EMPTY_LOGIT``.
+    Which slices SAM segments decides the shapes that follow, so the network reads the gate on the host: a gate
+    given as a CPU tensor (training, where it comes with the batch) costs nothing, the classifier's own decision on
+    an accelerator one synchronisation per call. The box prompts are found on the slices' device
+    (:func:`samzoo.cam.cam_box_prompts`), ``max_boxes`` per slice padded with a validity mask.
     """
 
     def __init__(
@@ -108,31 +112,40 @@ class SamMix(nn.Module):
         if gate is None:
             gate = score[:, 0] >= self.presence_logit
         mask = torch.full_like(image, EMPTY_LOGIT, dtype=cam.dtype)
-        selected = gate.nonzero()[:, 0]
-        if selected.numel():
-            boxes = [self._boxes(cam[i, 0]) for i in selected.tolist()]
-            mask = mask.index_put((selected,), self.segment(image[selected], boxes).to(mask.dtype))
+        selected = gate.nonzero()[:, 0]  # waits for the device unless the gate is a host tensor, as in training
+        if len(selected):
+            selected = selected.to(image.device, non_blocking=True)
+            boxes, valid = self.prompts(cam[selected, 0])
+            mask = mask.index_put((selected,), self.segment(image[selected], boxes, valid).to(mask.dtype))
         return {"mask": mask, "score": score, "cam": cam}
 
-    def _boxes(self, cam: torch.Tensor) -> torch.Tensor:
-        """CAM boxes of a positive slice; the whole slice when its CAM has no positive activation."""
-        boxes = cam_boxes(cam, self.omega, self.max_boxes)
-        if not len(boxes):
-            height, width = cam.shape
-            boxes = torch.tensor([[0.0, 0.0, width - 1.0, height - 1.0]])
-        return boxes.to(cam.device)
+    def prompts(self, cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CAMs (S, H, W) of positive slices -> boxes (S, K, 4) and valid (S, K); a slice whose CAM has no positive
+        activation gets the whole slice as its one box."""
+        boxes, valid = cam_box_prompts(cam, self.omega, self.max_boxes)
+        height, width = cam.shape[-2:]
+        whole = torch.zeros_like(boxes[:, 0])  # built on the device: no host tensor to copy over
+        whole[:, 2], whole[:, 3] = width - 1.0, height - 1.0
+        none = ~valid.any(dim=1)
+        boxes[:, 0] = torch.where(none[:, None], whole, boxes[:, 0])
+        valid[:, 0] |= none
+        return boxes, valid
 
-    def segment(self, image: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
-        """SAM on slices (S, 1, H, W) with boxes (K_s, 4) each -> mask logits (S, 1, H, W).
+    def segment(self, image: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """SAM on slices (S, 1, H, W) with boxes (S, K, 4), of which ``valid`` (S, K) are used -> mask logits
+        (S, 1, H, W). Every slice needs at least one valid box; None means all are.
 
         For each box the mask decoder predicts three masks with confidence scores; the highest-scoring mask is
-        kept, and the masks of a slice's boxes are united (pixel-wise maximum of the logits).
+        kept, and the masks of a slice's valid boxes are united (pixel-wise maximum of the logits). Padding boxes
+        go through the decoder too, so that shapes do not depend on the data, and are then left out.
         """
+        if valid is None:
+            valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
         rgb = image.expand(-1, 3, -1, -1) * self.pixel_scale
         embeddings = self.sam.image_encoder(self.sam.preprocess(rgb))
         dense_pe = self.sam.prompt_encoder.get_dense_pe()
         masks = []
-        for embedding, slice_boxes in zip(embeddings, boxes, strict=True):
+        for embedding, slice_boxes, slice_valid in zip(embeddings, boxes, valid, strict=True):
             sparse, dense = self.sam.prompt_encoder(points=None, boxes=slice_boxes, masks=None)
             low_res, scores = self.sam.mask_decoder(
                 image_embeddings=embedding[None],
@@ -141,7 +154,7 @@ class SamMix(nn.Module):
                 dense_prompt_embeddings=dense,
                 multimask_output=True,
             )
-            best = low_res[torch.arange(len(slice_boxes)), scores.argmax(dim=1)]
-            masks.append(best.amax(dim=0, keepdim=True))
+            best = low_res[torch.arange(len(slice_boxes), device=low_res.device), scores.argmax(dim=1)]
+            masks.append(best.masked_fill(~slice_valid[:, None, None], float("-inf")).amax(dim=0, keepdim=True))
         low_res = torch.stack(masks)
         return F.interpolate(low_res.float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
