@@ -7,6 +7,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import torch
 from ignite.engine import Engine, Events
 from PIL import Image
 from samzoo.data.errors import DataError
@@ -112,6 +113,21 @@ def test_training_log_rows_from_a_trainer_and_a_validator(tmp_path):
     log.write_text(lines[0] + "\nx,train_loss,one,1.0\n")
     with pytest.raises(DataError, match=r"training_log.csv: line 2 is not a training log row"):
         read_training_log(log)
+
+
+def test_training_log_reads_the_losses_once_per_epoch(tmp_path):
+    """Losses stay tensors on their device during the epoch (no wait on the GPU per step) and land at its end."""
+    log = tmp_path / "training_log.csv"
+    trainer = Engine(lambda e, batch: {"loss": torch.tensor(float(e.state.iteration))})
+    handler = TrainingLog(log, output_transform=lambda output: output["loss"])
+    handler.attach(trainer)
+    seen = []
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: seen.append((log.exists(), [type(v) for _, v in handler._pending]))
+    )
+    trainer.run([0] * 3, max_epochs=1)
+    assert seen[-1] == (False, [torch.Tensor] * 3)
+    assert read_training_log(log) == {"train_loss": [(1, 1.0), (2, 2.0), (3, 3.0)]}
 
 
 def test_learning_curves_handler_skips_a_missing_log(tmp_path, caplog):

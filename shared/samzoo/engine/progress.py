@@ -47,20 +47,29 @@ class TrainingProgress:
         self.interval = interval
         self.tty = (sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None) if tty is None else tty
         self._redirect = contextlib.ExitStack()
-        self._start = self._last_line = 0.0
+        self._start = self._last_line = self._last_bar = 0.0
         self._start_iteration = 0
+        self._bar_loss = float("nan")
 
     def loss(self, output: Any) -> float:
         return float(self.output_transform(output))
 
     def attach(self, engine: Engine) -> None:
         if self.tty:
-            ProgressBar(persist=True).attach(engine, output_transform=lambda output: {"loss": self.loss(output)})
+            ProgressBar(persist=True).attach(engine, output_transform=self._bar_postfix)
             engine.add_event_handler(Events.STARTED, self._redirect_logging)
             engine.add_event_handler(Events.COMPLETED, lambda _: self._redirect.close())
         else:
             engine.add_event_handler(Events.STARTED, self._started)
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._log_line)
+
+    def _bar_postfix(self, output: Any) -> dict[str, float]:
+        """The loss shown on the bar, read from the device at most once a second: reading it every iteration
+        would wait for the GPU at every step."""
+        now = time.perf_counter()
+        if now - self._last_bar >= 1.0:
+            self._bar_loss, self._last_bar = self.loss(output), now
+        return {"loss": self._bar_loss}
 
     def _redirect_logging(self, engine: Engine) -> None:
         from tqdm.contrib.logging import logging_redirect_tqdm
