@@ -56,18 +56,18 @@ class TrainingProgress:
 
     def attach(self, engine: Engine) -> None:
         if self.tty:
-            ProgressBar(persist=True).attach(engine, output_transform=self._bar_postfix)
+            ProgressBar(persist=True).attach(engine, output_transform=lambda output: self._bar_postfix(engine, output))
             engine.add_event_handler(Events.STARTED, self._redirect_logging)
             engine.add_event_handler(Events.COMPLETED, lambda _: self._redirect.close())
         else:
             engine.add_event_handler(Events.STARTED, self._started)
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._log_line)
 
-    def _bar_postfix(self, output: Any) -> dict[str, float]:
-        """The loss shown on the bar, read from the device at most once a second: reading it every iteration
-        would wait for the GPU at every step."""
+    def _bar_postfix(self, engine: Engine, output: Any) -> dict[str, float]:
+        """The loss shown on the bar, read from the device at most once a second and at the end of each epoch:
+        reading it every iteration would wait for the GPU at every step."""
         now = time.perf_counter()
-        if now - self._last_bar >= 1.0:
+        if now - self._last_bar >= 1.0 or engine.state.iteration % engine.state.epoch_length == 0:
             self._bar_loss, self._last_bar = self.loss(output), now
         return {"loss": self._bar_loss}
 
