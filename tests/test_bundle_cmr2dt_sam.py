@@ -86,7 +86,7 @@ def test_train_resume_evaluate_and_infer(workspace):
     summary = json.loads((eval_dir / "summary.json").read_text())
     assert summary["classes"]["myocardium"]["counts"]["rows"] == len(rows)
     # Pictures next to the report: an overlay and an animation of every frame per item, and the learning curves
-    # read from the TensorBoard logs of the training above.
+    # read from the training log of the training above.
     for item in items:
         name = Path(item["label"]).name.removesuffix(".nii.gz")
         with Image.open(eval_dir / "overlays" / f"{name}.png") as overlay:
