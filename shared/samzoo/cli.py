@@ -17,6 +17,7 @@ class SamzooCLI:
     samzoo prepare {acdc,mnms,mnms2,stacom,lits,totalseg} --src DIR --dst DIR [--seed N] [--val_fraction F]
                    [--test_fraction F] [--test_cases A,B] [--val_cases A,B] [dataset options]
     samzoo demo {cine,ct} --dst DIR [--cases N] [--seed N]
+    samzoo compact --datalist FILE --dst DIR [--frames all|labelled|T]
     samzoo evaluate --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S]
     samzoo text_prompts --out DIR [--model ViT-B-32] [--pretrained openai]
     samzoo package BUNDLE --out DIR [--recipe_only] [--overwrite]
@@ -61,6 +62,13 @@ class SamzooCLI:
         from .data.demo import write_demo
 
         return str(write_demo(kind, Path(dst), cases=cases, seed=seed))
+
+    def compact(self, datalist: str, dst: str, frames: str | int = "all") -> str:
+        """Write a compact copy of a prepared cine DATALIST to DST: uint8 images (each cine min-max scaled) and
+        FRAMES of each cine: all, the labelled ones, or T phases including ED and ES (docs/data.md)."""
+        from .data.compact import compact_cine
+
+        return str(compact_cine(Path(datalist), Path(dst), frames=frames))
 
     def evaluate(self, pred: str, datalist: str, out: str, split: str = "test", pred_postfix: str = "") -> str:
         """Compare predicted NIfTI masks in PRED with DATALIST's SPLIT; write OUT/metrics.csv, summary.json."""
