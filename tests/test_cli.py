@@ -17,7 +17,8 @@ def _samzoo(*args: str, cwd=None) -> subprocess.CompletedProcess:
 def test_help_lists_every_command_with_arguments():
     out = _samzoo("--help")
     assert out.returncode == 0, out.stderr
-    for text in ("prepare", "demo", "evaluate", "--src", "--dst", "--test_cases", "--cases", "--pred", "--datalist"):
+    commands = ("prepare", "demo", "compact", "evaluate")
+    for text in (*commands, "--src", "--dst", "--test_cases", "--cases", "--frames", "--pred", "--datalist"):
         assert text in out.stdout + out.stderr
 
 

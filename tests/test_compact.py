@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +83,10 @@ def test_refuses_ct(tmp_path: Path) -> None:
     datalist.write_text(json.dumps({"training": [item], "validation": [], "test": []}))
     with pytest.raises(DataError, match="not a cine datalist"):
         compact_cine(datalist, tmp_path / "out")
+
+
+def test_command_line_takes_a_number_of_frames(demo_cine: Path, tmp_path: Path) -> None:
+    args = ["compact", "--datalist", str(demo_cine), "--dst", str(tmp_path / "c"), "--frames", "4"]
+    out = subprocess.run([sys.executable, "-m", "samzoo.cli", *args], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert {item["num_frames"] for item in load_datalist(tmp_path / "c" / "datalist.json")} == {4}
