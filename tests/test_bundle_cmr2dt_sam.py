@@ -68,7 +68,7 @@ def test_train_resume_evaluate_and_infer(workspace):
     assert (ckpt_dir / "checkpoint_epoch=3.pt").is_file()
 
     # Evaluation writes one prediction per test item in the label's geometry and the metrics report.
-    wf = _workflow([CONFIGS / "train.json", CONFIGS / "evaluate.json"], "eval", **workspace)
+    wf = _workflow([CONFIGS / "train.json", CONFIGS / "evaluate.json"], "eval", max_animations=2, **workspace)
     wf.run()
     eval_dir = Path(workspace["output_dir"]) / "eval"
     items = wf.parser.get_parsed_content("validate#items")
@@ -85,14 +85,17 @@ def test_train_resume_evaluate_and_infer(workspace):
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
     summary = json.loads((eval_dir / "summary.json").read_text())
     assert summary["classes"]["myocardium"]["counts"]["rows"] == len(rows)
-    # Pictures next to the report: an overlay and an animation of every frame per item, and the learning curves
-    # read from the training log of the training above.
-    for item in items:
+    # Pictures next to the report: an overlay per item, an animation of every frame for the first max_animations
+    # items, and the learning curves read from the training log of the training above.
+    assert len(items) > 2
+    for number, item in enumerate(items):
         name = Path(item["label"]).name.removesuffix(".nii.gz")
         with Image.open(eval_dir / "overlays" / f"{name}.png") as overlay:
             assert overlay.size[0] > 300 and overlay.size[1] > 200
-        with Image.open(eval_dir / "animations" / f"{name}.gif") as animation:
-            assert animation.n_frames == nib.load(item["label"]).shape[-1]
+        assert (eval_dir / "animations" / f"{name}.gif").is_file() == (number < 2)
+        if number < 2:
+            with Image.open(eval_dir / "animations" / f"{name}.gif") as animation:
+                assert animation.n_frames == nib.load(item["label"]).shape[-1]
     with Image.open(eval_dir / "learning_curves.png") as curves:
         assert curves.size == (1100, 400)
 

@@ -38,9 +38,10 @@ def test_cine_overlay_and_animation(tmp_path):
     pred = np.stack([_ring((40, 48), 10 + t, shift=2) * 2 for t in range(frames)], axis=-1)
     image = label * 100.0 + np.random.default_rng(0).normal(0, 5, label.shape)
     item = _item(tmp_path, "cine", image, label, ed_frame=0, es_frame=3, labelled_frames=[0, 3], view="SAX")
-    written = write_figures([item], [pred], {2: "myocardium"}, tmp_path / "eval", animate=True)
+    second = _item(tmp_path, "second", image, label, ed_frame=0, es_frame=3, labelled_frames=[0, 3], view="SAX")
+    written = write_figures([item, second], [pred, pred], {2: "myocardium"}, tmp_path / "eval", animate=1)
     overlay, gif = tmp_path / "eval" / "overlays" / "cine.png", tmp_path / "eval" / "animations" / "cine.gif"
-    assert written == [overlay, gif]
+    assert written == [overlay, gif, tmp_path / "eval" / "overlays" / "second.png"]  # one animation, as capped
     with Image.open(overlay) as png:
         width, height = png.size
         assert 300 < width < 1000 and 200 < height < 400  # two panels side by side plus the legend

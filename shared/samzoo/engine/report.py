@@ -22,8 +22,8 @@ class EvaluationReport:
 
     ``items`` are the datalist items the evaluator predicted (absolute paths, as ``load_datalist`` returns them).
     Writes ``metrics.csv``, ``summary.json`` and ``metrics.png`` to ``out_dir`` (see docs/metrics.md), so a bundle's
-    evaluate step and ``samzoo evaluate`` produce the same report, plus an overlay per item in ``overlays/`` and,
-    with ``animate``, an animated GIF of each predicted cine in ``animations/``
+    evaluate step and ``samzoo evaluate`` produce the same report, plus an overlay per item in ``overlays/`` and an
+    animated GIF of each of the first ``animate`` predicted cines (every one when None) in ``animations/``
     (:func:`~samzoo.metrics.figures.write_figures`).
     """
 
@@ -34,7 +34,7 @@ class EvaluationReport:
         out_dir: str | Path,
         classes: Mapping[int, str],
         label_values: Sequence[int] = (0, 1, 2, 3),
-        animate: bool = False,
+        animate: int | None = 0,
     ) -> None:
         self.items = list(items)
         self.pred_dir = Path(pred_dir)

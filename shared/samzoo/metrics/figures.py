@@ -133,10 +133,11 @@ def write_figures(
     predictions: Iterable[LabelSource],
     classes: Mapping[int, str],
     out_dir: str | Path,
-    animate: bool = False,
+    animate: int | None = 0,
 ) -> list[Path]:
-    """Per item, ``out_dir/overlays/<label name>.png`` (:func:`plot_overlay` of :func:`overlay_planes`) and, with
-    ``animate``, ``out_dir/animations/<label name>.gif`` (:func:`animate_cine`); return the files written.
+    """Per item, ``out_dir/overlays/<label name>.png`` (:func:`plot_overlay` of :func:`overlay_planes`) and, for
+    the first ``animate`` items (every item when None), ``out_dir/animations/<label name>.gif``
+    (:func:`animate_cine`, about 2 s each on a CPU, hence the cap); return the files written.
 
     ``items`` and ``predictions`` are those of :func:`~samzoo.metrics.evaluation.evaluate_items` (label maps with
     the label's shape, as files or arrays); images are read from ``item["image"]`` and must share that shape.
@@ -144,7 +145,7 @@ def write_figures(
     out_dir = Path(out_dir)
     folders = {"overlays": out_dir / "overlays", "animations": out_dir / "animations"}
     written: list[Path] = []
-    for item, prediction in zip(items, predictions, strict=True):
+    for number, (item, prediction) in enumerate(zip(items, predictions, strict=True)):
         image = load_nifti(item["image"]).array
         label, pred = load_label(item["label"]).array, _as_array(prediction)
         if not image.shape == label.shape == pred.shape:
@@ -156,7 +157,7 @@ def write_figures(
         title = " ".join(str(item[k]) for k in ("case_id", "view") if item.get(k))
         planes = overlay_planes(item, label, pred)
         written.append(plot_overlay(image, label, pred, planes, classes, folders["overlays"] / f"{name}.png", title))
-        if animate:
+        if animate is None or number < animate:
             folders["animations"].mkdir(parents=True, exist_ok=True)
             written.append(animate_cine(image, pred, classes, folders["animations"] / f"{name}.gif"))
     return written
