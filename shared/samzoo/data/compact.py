@@ -79,7 +79,7 @@ def _compact_item(item: dict[str, Any], dst: Path, frames: str | int, labels: se
         ed_frame=position[item["ed_frame"]],
         es_frame=position[item["es_frame"]],
         labelled_frames=labelled,
-        cine=bool(item.get("cine", True)) and frames != "labelled",
+        cine=bool(item.get("cine", True)) and (frames != "labelled" or len(keep) == item["num_frames"]),
         source_frames=keep,
     )
 
