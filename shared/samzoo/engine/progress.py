@@ -5,7 +5,9 @@ ends, with the loss and the epoch's remaining time; log records printed while a 
 (tqdm's logging redirect). tqdm redraws its bar with carriage returns, which pile up into one unreadable line in a
 log file or a CI console, so when stderr is not a terminal (or tqdm is not installed) the same information is
 logged as a plain line every ``interval`` seconds and at the end of each epoch, with the time left for the whole
-run.
+run. The line's rate is the current epoch's, so a slow first epoch (an embedding cache being filled, say) does not
+skew it; the time left adds the last epoch's end-of-epoch work (validation, checkpoints) to every epoch still to
+end.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class TrainingProgress:
         self.interval = interval
         self.tty = (sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None) if tty is None else tty
         self._redirect = contextlib.ExitStack()
-        self._start = self._last_line = self._last_bar = 0.0
-        self._start_iteration = 0
+        self._last_line = self._last_bar = 0.0
+        self._epoch_start = self._last_iteration_end = 0.0
+        self._epoch_first_iteration = 0
+        self._epoch_end_seconds = 0.0
         self._bar_loss = float("nan")
 
     def loss(self, output: Any) -> float:
@@ -61,6 +65,7 @@ class TrainingProgress:
             engine.add_event_handler(Events.COMPLETED, lambda _: self._redirect.close())
         else:
             engine.add_event_handler(Events.STARTED, self._started)
+            engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._log_line)
 
     def _bar_postfix(self, engine: Engine, output: Any) -> dict[str, float]:
@@ -77,19 +82,27 @@ class TrainingProgress:
         self._redirect.enter_context(logging_redirect_tqdm())
 
     def _started(self, engine: Engine) -> None:
-        self._start = self._last_line = time.perf_counter()
-        self._start_iteration = engine.state.iteration
+        self._last_line = time.perf_counter()
+        self._last_iteration_end = 0.0
+
+    def _epoch_started(self, engine: Engine) -> None:
+        now = time.perf_counter()
+        if self._last_iteration_end:
+            self._epoch_end_seconds = now - self._last_iteration_end
+        self._epoch_start = now
+        self._epoch_first_iteration = engine.state.iteration
 
     def _log_line(self, engine: Engine) -> None:
         state = engine.state
-        now = time.perf_counter()
+        now = self._last_iteration_end = time.perf_counter()
         within_epoch = (state.iteration - 1) % state.epoch_length + 1
         if within_epoch < state.epoch_length and now - self._last_line < self.interval:
             return
         self._last_line = now
-        done = state.iteration - self._start_iteration
-        per_iteration = (now - self._start) / max(done, 1)
-        left = (state.max_epochs * state.epoch_length - state.iteration) * per_iteration
+        per_iteration = (now - self._epoch_start) / max(state.iteration - self._epoch_first_iteration, 1)
+        epochs_left = state.max_epochs - state.epoch
+        iterations_left = state.epoch_length - within_epoch + epochs_left * state.epoch_length
+        left = iterations_left * per_iteration + (epochs_left + 1) * self._epoch_end_seconds
         logger.info(
             "epoch %d/%d, iteration %d/%d: loss %.4f, %.2f s/iteration, %s left",
             state.epoch,
