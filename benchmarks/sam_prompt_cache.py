@@ -5,6 +5,7 @@ epoch), reading it (the cached epoch time) and with ``embedding_dir`` None (ever
 a cache). Prints one JSON line with the times and the speed-up.
 
     python benchmarks/sam_prompt_cache.py --dataset_dir DIR [--num_patients 1] [--backbone lite_medsam]
+        [--pretrained False]   # random weights: times a SAM ViT without Meta's checkpoint
 """
 
 from __future__ import annotations
@@ -41,13 +42,19 @@ def epoch_seconds(bundle_root: str, embedding_dir: str | None, **overrides: obje
 
 
 def main(
-    dataset_dir: str, num_patients: int = 1, backbone: str = "lite_medsam", threads: int = 1, batch_size: int = 4
+    dataset_dir: str,
+    num_patients: int = 1,
+    backbone: str = "lite_medsam",
+    pretrained: bool = True,
+    threads: int = 1,
+    batch_size: int = 4,
 ) -> dict[str, float]:
     torch.set_num_threads(threads)
     settings = {
         "dataset_dir": dataset_dir,
         "num_patients": num_patients,
         "backbone": backbone,
+        "pretrained": pretrained,
         "batch_size": batch_size,
     }
     with tempfile.TemporaryDirectory() as root:
@@ -58,6 +65,7 @@ def main(
     result = {
         "samples": samples,
         "backbone": backbone,
+        "pretrained": pretrained,
         "threads": threads,
         "epoch_s_filling_cache": round(filling, 2),
         "epoch_s_cached": round(cached, 2),
