@@ -29,8 +29,8 @@ def latest_checkpoint(ckpt_dir: str | Path, pattern: str = "checkpoint_epoch=*.p
 class ResumeFromLatestCheckpoint:
     """Handler: when the trainer starts, load the newest periodic checkpoint in ``ckpt_dir`` if there is one.
 
-    ``enabled=False`` (``--resume false`` in the bundles) starts from scratch; the old checkpoints are then
-    replaced as training saves new ones.
+    ``enabled=False`` (``--resume false`` in the bundles, read by :func:`samzoo.options.flag`) starts from scratch;
+    the old checkpoints are then replaced as training saves new ones.
     """
 
     def __init__(self, ckpt_dir: str | Path, load_dict: dict, enabled: bool = True, map_location: str = "cpu") -> None:
