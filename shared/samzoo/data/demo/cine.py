@@ -14,11 +14,11 @@ both looked up from that one map, so they agree exactly:
 
 Files per patient, as in ACDC (``NN`` is the 1-based frame number)::
 
-    patientXXX/Info.cfg                                 ED, ES, Group, Height, NbFrame, Weight
-    patientXXX/patientXXX_4d.nii.gz                     SAX cine (X, Y, Z, T), int16
-    patientXXX/patientXXX_frameNN.nii.gz, ..._gt        ED and ES frames (X, Y, Z) and labels (uint8)
-    patientXXX/patientXXX_lax_4d.nii.gz                 LAX cine (X, Y, 1, T), int16
-    patientXXX/patientXXX_lax_frameNN.nii.gz, ..._gt    LAX ED and ES frames and labels (X, Y, 1)
+    patientNNN/Info.cfg                                 ED, ES, Group, Height, NbFrame, Weight
+    patientNNN/patientNNN_4d.nii.gz                     SAX cine (X, Y, Z, T), int16
+    patientNNN/patientNNN_frameNN.nii.gz, ..._gt        ED and ES frames (X, Y, Z) and labels (uint8)
+    patientNNN/patientNNN_lax_4d.nii.gz                 LAX cine (X, Y, 1, T), int16
+    patientNNN/patientNNN_lax_frameNN.nii.gz, ..._gt    LAX ED and ES frames and labels (X, Y, 1)
 
 Labels follow ACDC: 0 background, 1 RV, 2 myocardium, 3 LV.
 """
@@ -137,7 +137,7 @@ def synthesize_cine(
 
 
 def write_patient(case: CineCase, folder: Path) -> Path:
-    """Write ``case`` as one ACDC patient folder (named ``patientXXX``, which also prefixes its files)."""
+    """Write ``case`` as one ACDC patient folder (named ``patientNNN``, which also prefixes its files)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = folder.name

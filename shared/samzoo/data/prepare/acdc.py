@@ -2,13 +2,13 @@
 
 One folder per patient, anywhere below the source (``training/`` and ``testing/`` included)::
 
-    patientXXX/Info.cfg                         ED, ES (1-based frame numbers), Group, NbFrame, ...
-    patientXXX/patientXXX_4d.nii.gz             short-axis cine (X, Y, Z, T)
-    patientXXX/patientXXX_frameNN.nii.gz        frame NN of the cine (checked against it)
-    patientXXX/patientXXX_frameNN_gt.nii.gz     labels of frame NN: 0 background, 1 RV, 2 myocardium, 3 LV
-    patientXXX/patientXXX_meta.json             optional: {"spacing_known": bool, ...}
-    patientXXX/patientXXX_lax_4d.nii.gz         optional long-axis cine (X, Y, 1, T)
-    patientXXX/patientXXX_lax_frameNN_gt.nii.gz optional long-axis labels (X, Y, 1) at the same frames
+    patientNNN/Info.cfg                         ED, ES (1-based frame numbers), Group, NbFrame, ...
+    patientNNN/patientNNN_4d.nii.gz             short-axis cine (X, Y, Z, T)
+    patientNNN/patientNNN_frameNN.nii.gz        frame NN of the cine (checked against it)
+    patientNNN/patientNNN_frameNN_gt.nii.gz     labels of frame NN: 0 background, 1 RV, 2 myocardium, 3 LV
+    patientNNN/patientNNN_meta.json             optional: {"spacing_known": bool, ...}
+    patientNNN/patientNNN_lax_4d.nii.gz         optional long-axis cine (X, Y, 1, T)
+    patientNNN/patientNNN_lax_frameNN_gt.nii.gz optional long-axis labels (X, Y, 1) at the same frames
 
 Intensities are kept as given (full ACDC mixes 0-255 and raw scanner ranges). The voxel size is taken as known
 unless ``meta.json`` says otherwise or the header holds exactly 1 x 1 x 1 mm, which is what a lost spacing looks
@@ -47,10 +47,10 @@ _PATIENT = re.compile(r"patient\d+")
 
 
 def collect(src: Path, dst: Path) -> list[dict[str, Any]]:
-    """Prepare every ``patientXXX`` folder found below ``src`` into ``dst``; return the datalist items."""
+    """Prepare every ``patientNNN`` folder found below ``src`` into ``dst``; return the datalist items."""
     folders = sorted({cfg.parent for cfg in src.rglob("Info.cfg") if _PATIENT.fullmatch(cfg.parent.name)})
     if not folders:
-        raise DataError(src, "no ACDC patient folders (patientXXX/Info.cfg) found below it")
+        raise DataError(src, "no ACDC patient folders (patientNNN/Info.cfg) found below it")
     seen: dict[str, Path] = {}
     items = []
     for folder in folders:
@@ -148,7 +148,7 @@ def _stack(
 
 
 def _check_frame_image(path: Path, cine: NiftiVolume, frame: int) -> None:
-    """Warn when ``patientXXX_frameNN.nii.gz`` is not frame NN of the cine (the label may belong elsewhere)."""
+    """Warn when ``patientNNN_frameNN.nii.gz`` is not frame NN of the cine (the label may belong elsewhere)."""
     if not path.is_file():
         return
     image = load_nifti(path, dtype=np.float64).array
