@@ -6,6 +6,9 @@ a cache). Prints one JSON line with the times and the speed-up.
 
     python benchmarks/sam_prompt_cache.py --dataset_dir DIR [--num_patients 1] [--backbone lite_medsam]
         [--pretrained False]   # random weights: times a SAM ViT without Meta's checkpoint
+    python benchmarks/sam_prompt_cache.py --backbone vit_tiny --pretrained False   # synthetic demo, seconds
+
+Without ``--dataset_dir`` it runs on the synthetic demo cine, written to a temporary folder.
 """
 
 from __future__ import annotations
@@ -42,13 +45,13 @@ def epoch_seconds(bundle_root: str, embedding_dir: str | None, **overrides: obje
 
 
 def main(
-    dataset_dir: str,
+    dataset_dir: str = "",
     num_patients: int = 1,
     backbone: str = "lite_medsam",
     pretrained: bool = True,
     threads: int = 1,
     batch_size: int = 4,
-) -> dict[str, float]:
+) -> None:
     torch.set_num_threads(threads)
     settings = {
         "dataset_dir": dataset_dir,
@@ -73,7 +76,6 @@ def main(
         "speedup": round(recomputed / cached, 2),
     }
     print(json.dumps(result))
-    return result
 
 
 if __name__ == "__main__":
