@@ -42,6 +42,17 @@ def test_explicit_cases_win_and_switch_off_their_fraction():
     assert len(splits["training"]) == 17
 
 
+def test_naming_every_patient_makes_an_evaluation_only_datalist(tmp_path):
+    splits = split_patients(PATIENTS, test_cases=PATIENTS[2:], val_cases=PATIENTS[:2])
+    assert splits == {"test": PATIENTS[2:], "validation": PATIENTS[:2], "training": []}
+    items = [{"image": f"{p}.nii.gz", "patient_id": p} for p in PATIENTS]
+    path = write_datalist(build_datalist(items, split_patients(PATIENTS, test_cases=PATIENTS)), tmp_path)
+    assert len(load_datalist(path, "test")) == 20
+    with pytest.raises(DataError, match="split 'training' is empty") as err:
+        load_datalist(path, "training")
+    assert err.value.path == path
+
+
 def test_fraction_rounds_to_the_nearest_patient():
     # 7 patients: 0.2 * 7 = 1.4 -> 1 test patient, 0.1 * 7 = 0.7 -> 1 validation patient
     splits = split_patients([f"q{i}" for i in range(7)], seed=1)
@@ -56,7 +67,7 @@ def test_fraction_rounds_to_the_nearest_patient():
         ({"val_fraction": 0.5, "test_fraction": 0.5}, r"val_fraction \+ test_fraction"),
         ({"test_cases": ["nobody"]}, "'nobody' is not among"),
         ({"test_cases": ["p01"], "val_cases": ["p01"]}, "both test and validation"),
-        ({"test_cases": PATIENTS}, "no patient left for training"),
+        ({"test_fraction": 0.6, "val_fraction": 0.38}, "no patient left for training"),
     ],
 )
 def test_bad_split_settings_raise(kwargs, message):

@@ -56,7 +56,9 @@ def split_patients(
     """Assign every patient to exactly one split.
 
     Explicit ``test_cases``/``val_cases`` win; the remaining patients are shuffled with ``seed`` (independently of
-    the order they were found in) and cut by the fractions, rounding to the nearest patient.
+    the order they were found in) and cut by the fractions, rounding to the nearest patient. Naming every patient
+    in ``test_cases``/``val_cases`` makes an evaluation-only datalist (e.g. a cross-domain test set) with an empty
+    training split; fractions that leave no patient for training are an error.
     """
     unique = sorted(set(patients))
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -83,7 +85,7 @@ def split_patients(
         "validation": sorted(fixed["validation"] + rest[n_test : n_test + n_val]),
         "training": sorted(rest[n_test + n_val :]),
     }
-    if not splits["training"]:
+    if not splits["training"] and rest:
         raise DataError(None, f"no patient left for training out of {len(unique)}")
     return splits
 
