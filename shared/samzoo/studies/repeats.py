@@ -92,8 +92,9 @@ def run_once(
 
 
 def summarize_runs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Group run rows by (bundle, N, evaluation set) in first-seen order: mean and sample std (0 for one run) of
-    each metric over the runs that have it (fields :data:`RESULT_FIELDS`; None where no run has it)."""
+    """Group run rows by (bundle, N, evaluation set) in first-seen order: mean and sample std of each metric over
+    the runs that have it (fields :data:`RESULT_FIELDS`). The mean is None where no run has the metric, the std
+    also where only one has it: one run says nothing about the spread, and a std of 0 would claim it does."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["bundle"], row["num_labelled"], row["eval_set"]), []).append(row)
@@ -103,14 +104,16 @@ def summarize_runs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for metric in METRICS:
             values = [r[metric] for r in runs if r[metric] is not None]
             result[f"{metric}_mean"] = statistics.fmean(values) if values else None
-            result[f"{metric}_std"] = (statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+            result[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
         results.append(result)
     return results
 
 
 def _cell(result: Mapping[str, Any], metric: str) -> str:
-    mean = result[f"{metric}_mean"]
-    return "-" if mean is None else f"{mean:.3f} ± {result[f'{metric}_std']:.3f}"
+    mean, std = result[f"{metric}_mean"], result[f"{metric}_std"]
+    if mean is None:
+        return "-"
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
 def _write_csv(rows: Sequence[Mapping[str, Any]], path: Path, fields: Sequence[str]) -> None:
