@@ -13,9 +13,9 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def run_script(name: str, *args: str, cwd: Path) -> str:
-    """Run ``benchmarks/<name>`` as users do (its folder first on ``sys.path``) on one thread; its stdout."""
-    result = subprocess.run(
+def run(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``benchmarks/<name>`` as users do (its folder first on ``sys.path``), on one thread."""
+    return subprocess.run(
         [sys.executable, str(BENCHMARKS / name), *args],
         cwd=cwd,
         capture_output=True,
@@ -23,18 +23,24 @@ def run_script(name: str, *args: str, cwd: Path) -> str:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         check=False,
     )
+
+
+def run_script(name: str, *args: str, cwd: Path) -> str:
+    """Stdout of a benchmark run that must succeed."""
+    result = run(name, *args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
+def cmr2dt_step(clips: int, out: Path) -> str:
+    """``cmr2dt_step.py`` on the CPU with ``clips`` clips of 3 frames of 32^2 through ``vit_tiny``; its stdout."""
+    args = ("--device", "cpu", "--clips", str(clips), "--frames", "3", "--size", "32", "--backbones", "vit_tiny")
+    return run_script("cmr2dt_step.py", *args, "--out", str(out), cwd=out.parent)
+
+
 def test_cmr2dt_step_reports_both_settings(tmp_path: Path) -> None:
     out = tmp_path / "step.json"
-    stdout = run_script(
-        "cmr2dt_step.py",
-        *("--device", "cpu", "--clips", "2", "--frames", "3", "--size", "32", "--backbones", "vit_tiny"),
-        *("--out", str(out)),
-        cwd=tmp_path,
-    )
+    stdout = cmr2dt_step(2, out)
     report = json.loads(out.read_text())
     rows = report["results"]
     assert [r["setting"] for r in rows] == ["bf16+sdpa", "fp32+eager"]
@@ -47,12 +53,7 @@ def test_cmr2dt_step_reports_both_settings(tmp_path: Path) -> None:
     # Both settings do the same work: one FLOP count, which scales with the clips.
     assert rows[0]["tflop_per_step"] == rows[1]["tflop_per_step"] > 0
     one_clip = tmp_path / "one.json"
-    run_script(
-        "cmr2dt_step.py",
-        *("--device", "cpu", "--clips", "1", "--frames", "3", "--size", "32", "--backbones", "vit_tiny"),
-        *("--out", str(one_clip)),
-        cwd=tmp_path,
-    )
+    cmr2dt_step(1, one_clip)
     single = json.loads(one_clip.read_text())["results"][0]["tflop_per_step"]
     assert rows[0]["tflop_per_step"] == pytest.approx(2 * single)
     assert "vit_tiny" in stdout and f"wrote {out}" in stdout
@@ -77,13 +78,7 @@ def test_sam_mix_step_reports_both_settings(tmp_path: Path) -> None:
 
 
 def test_sam_mix_step_refuses_more_labelled_than_batch(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "sam_mix_step.py"), "--batch", "2", "--labelled", "3"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run("sam_mix_step.py", "--batch", "2", "--labelled", "3", cwd=tmp_path)
     assert result.returncode == 2 and "--labelled must lie in 1 .. --batch" in result.stderr
 
 
