@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from monai.bundle import ConfigParser
-from samzoo.options import flag
+from samzoo.options import flag, optional
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 OPTIONS = ("resume", "pretrained", "use_box", "save_cam", "amp", "use_text_prompt")
@@ -24,6 +24,11 @@ def test_flag_takes_booleans_and_their_json_spellings(value, expected):
 def test_flag_names_the_option_it_cannot_read(value):
     with pytest.raises(ValueError, match="option 'resume' must be true or false"):
         flag(value, "resume")
+
+
+@pytest.mark.parametrize(("value", "expected"), [("null", None), ("None", None), (None, None), (3, 3), ("0.5", "0.5")])
+def test_optional_reads_null_as_none_and_keeps_other_values(value, expected):
+    assert optional(value) == expected
 
 
 def test_configs_read_every_on_off_option_through_flag():

@@ -2,12 +2,13 @@
 
 ``python -m monai.bundle run --resume false`` passes the *string* ``"false"``: the command line (fire) only turns
 Python's ``False``/``True`` into booleans, and any non-empty string is true. The configs therefore read every
-on/off option through :func:`flag`, which takes the JSON spellings the configs themselves use as well.
+on/off option through :func:`flag`, which takes the JSON spellings the configs themselves use as well, and every
+option that may be unset through :func:`optional`, which reads ``null`` (``--max_boxes null``) as None.
 """
 
 from __future__ import annotations
 
-__all__ = ["flag"]
+__all__ = ["flag", "optional"]
 
 _WORDS = {"true": True, "false": False}
 
@@ -19,3 +20,10 @@ def flag(value: object, name: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in _WORDS:
         return _WORDS[value.strip().lower()]
     raise ValueError(f"option {name!r} must be true or false, got {value!r}")
+
+
+def optional(value: object) -> object:
+    """``value``, or None when it is None or the string "null"/"none" (any letter case)."""
+    if isinstance(value, str) and value.strip().lower() in ("null", "none"):
+        return None
+    return value

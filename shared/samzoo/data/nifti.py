@@ -7,6 +7,7 @@ file and renames it so an interrupted run never leaves a half-written file behin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,29 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, zooms: t
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
     return path
+
+
+def nifti_stem(path: str | Path) -> str:
+    """The file name of ``path`` without its ``.nii`` or ``.nii.gz`` suffix (outputs are named after it)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def check_distinct_stems(paths: Sequence[str | Path]) -> None:
+    """Raise :class:`DataError` when two inputs share a :func:`nifti_stem`: their outputs would overwrite each other
+    (e.g. TotalSegmentator's ``<case>/ct.nii.gz``), so such inputs are refused before anything is written."""
+    seen: dict[str, Path] = {}
+    for path in map(Path, paths):
+        first = seen.setdefault(nifti_stem(path), path)
+        if first != path:
+            raise DataError(
+                path,
+                f"has the same name as {first}, so their outputs would overwrite each other; "
+                "rename one of them or run them separately",
+            )
 
 
 def check_same_grid(image: NiftiVolume, label: NiftiVolume, spatial_dims: int | None = None) -> None:

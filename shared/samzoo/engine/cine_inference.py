@@ -20,19 +20,11 @@ from ignite.engine import Engine, Events
 from monai.inferers import SimpleInferer
 
 from ..data.errors import DataError
-from ..data.nifti import load_nifti, save_nifti
+from ..data.nifti import load_nifti, nifti_stem, save_nifti
 from ..data.prepare.cardiac import slice_affine
 from ..transforms.supervision import view_index
 
 logger = logging.getLogger(__name__)
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return path.stem
 
 
 def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> list[dict[str, Any]]:
@@ -49,7 +41,7 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> lis
             items.append({"image": str(file), "source": str(file)})
         elif vol.array.ndim == 4:
             for z in range(vol.array.shape[2]):
-                out = work_dir / f"{_stem(file)}_s{z:02d}.nii.gz"
+                out = work_dir / f"{nifti_stem(file)}_s{z:02d}.nii.gz"
                 save_nifti(vol.array[:, :, z, :], slice_affine(vol.affine, z), out)
                 items.append({"image": str(out), "source": str(file)})
         else:
@@ -99,7 +91,7 @@ class CineMaskAssembler:
         written = []
         for file in self.files:
             vol = load_nifti(file)
-            stem = _stem(file)
+            stem = nifti_stem(file)
             if vol.array.ndim == 3:
                 mask = self._read(self.pred_dir / f"{stem}.nii.gz", vol.array.shape)
             else:

@@ -23,6 +23,7 @@ from monai.inferers import Inferer
 from monai.losses import DiceLoss, FocalLoss
 from torch import nn
 
+from ..data.nifti import nifti_stem
 from ..metrics import evaluate_items, results_table, write_report
 from ..metrics.figures import write_figures
 from ..transforms.ct import middle_slice_range
@@ -106,8 +107,7 @@ class SliceBatchInferer(Inferer):
 
 def _source_name(item: Mapping[str, Any], key: str = "image") -> str:
     """File name of an item's image without its NIfTI suffix."""
-    name = Path(str(item[key].meta["filename_or_obj"])).name
-    return name.removesuffix(".gz").removesuffix(".nii")
+    return nifti_stem(str(item[key].meta["filename_or_obj"]))
 
 
 class SamMixReport:
