@@ -1,7 +1,7 @@
 """Saving checkpoints safely and resuming training from the newest periodic checkpoint of the same run.
 
-The bundles save ``{network, optimizer, lr_scheduler, trainer, best_model}`` every epoch with :class:`CheckpointSaver`
-and the best network as ``model.pt`` with another. MONAI's ``CheckpointSaver`` writes in place and ignite removes the
+The bundles save the training state (network, optimizer, trainer...) every epoch with :class:`CheckpointSaver` and the
+best network as ``model.pt`` with another. MONAI's ``CheckpointSaver`` writes in place and ignite removes the
 superseded file before writing the new one, so a crash while saving could leave no intact checkpoint, and the
 fixed-name ``model.pt`` is deleted and then rewritten. :class:`AtomicDiskSaver` writes to a temporary file renamed
 into place and removes superseded files only after that.
