@@ -13,6 +13,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 from samzoo.data.demo import write_demo
+from samzoo.data.errors import DataError
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cmr2dt_sam"
 CONFIGS = BUNDLE / "configs"
@@ -66,6 +67,13 @@ def test_train_resume_evaluate_and_infer(workspace):
     wf.run()
     assert started == [3]
     assert (ckpt_dir / "checkpoint_epoch=3.pt").is_file()
+
+    # A run with another seed is refused before it changes any file in the checkpoint folder.
+    files = {p: p.read_bytes() for p in ckpt_dir.rglob("*") if p.is_file()}
+    with pytest.raises(RuntimeError) as error:
+        _workflow([CONFIGS / "train.json"], "train", max_epochs=4, **{**workspace, "seed": 1}).run()
+    assert isinstance(error.value.__cause__, DataError) and "seed: 0 -> 1" in str(error.value.__cause__)
+    assert {p: p.read_bytes() for p in ckpt_dir.rglob("*") if p.is_file()} == files
 
     # Evaluation writes one prediction per test item in the label's geometry and the metrics report.
     wf = _workflow([CONFIGS / "train.json", CONFIGS / "evaluate.json"], "eval", max_animations=2, **workspace)

@@ -62,3 +62,22 @@ def test_use_box_false_on_the_command_line_drops_the_boxes():
     assert parser.get_parsed_content("prompt_keys") == ["points", "point_labels"]
     assert parser.get_parsed_content("variant") == "8-patients-no-box"
     assert parser.get_parsed_content("train#prompts#use_box") is False
+
+
+def _val_interval(bundle: str, **overrides: object) -> object:
+    """The validation interval ``bundle``'s trainer gets with ``overrides``."""
+    parser = _parser(bundle, **overrides)
+    i = next(i for i, h in enumerate(parser["train"]["handlers"]) if h["_target_"] == "ValidationHandler")
+    return parser.get_parsed_content(f"train#handlers#{i}#interval")
+
+
+@pytest.mark.parametrize("bundle", ["cmr2dt_sam", "sam_mix", "sam_pp", "sam_prompt"])
+def test_a_validation_interval_beyond_the_training_is_refused(bundle):
+    assert _val_interval(bundle, val_interval=3, max_epochs=3) == 3
+    with pytest.raises(RuntimeError) as error:
+        _val_interval(bundle, val_interval=4, max_epochs=3)
+    assert str(error.value.__cause__).startswith("val_interval=4 exceeds max_epochs=3: no validation would run")
+
+
+def test_sam_pp_zero_shot_has_no_sam_training_to_validate():
+    assert _val_interval("sam_pp", num_labelled=0, val_interval=4, max_epochs=3) == 4

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from samzoo.data.demo import write_demo
-from samzoo.studies.repeats import run_repeats, summarize_runs, write_tables
+from samzoo.studies.repeats import _training_time, run_repeats, summarize_runs, write_tables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,6 +41,14 @@ def test_summary_is_mean_and_sample_std_over_seeds(tmp_path):
     with open(tmp_path / "runs.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
     assert (tmp_path / "results.md").read_text() == table
+
+
+def test_rerunning_a_finished_run_keeps_its_training_time(tmp_path):
+    assert _training_time(tmp_path, 12.34, trained=True) == 12.34
+    assert _training_time(tmp_path, 0.5, trained=False) == 12.3  # nothing trained: the stored time, rounded
+    assert _training_time(tmp_path, 3.0, trained=True) == 3.0  # a resumed run that trained records its session
+    assert (tmp_path / "runs" / "train_seconds.txt").read_text() == "3.0\n"
+    assert _training_time(tmp_path / "new", 0.7, trained=False) == 0.7  # no stored time yet
 
 
 @pytest.mark.slow

@@ -4,11 +4,12 @@
 Python's ``False``/``True`` into booleans, and any non-empty string is true. The configs therefore read every
 on/off option through :func:`flag`, which takes the JSON spellings the configs themselves use as well, and every
 option that may be unset through :func:`optional`, which reads ``null`` (``--max_boxes null``) as None.
+:func:`val_interval` refuses a validation interval longer than the training.
 """
 
 from __future__ import annotations
 
-__all__ = ["flag", "optional"]
+__all__ = ["flag", "optional", "val_interval"]
 
 _WORDS = {"true": True, "false": False}
 
@@ -27,3 +28,14 @@ def optional(value: object) -> object:
     if isinstance(value, str) and value.strip().lower() in ("null", "none"):
         return None
     return value
+
+
+def val_interval(interval: int, max_epochs: int) -> int:
+    """``interval``, refused when it exceeds ``max_epochs``: no validation would run, so no best model
+    (``models/model.pt``) would be saved and evaluation would fail only after the whole training."""
+    if interval > max_epochs:
+        raise ValueError(
+            f"val_interval={interval} exceeds max_epochs={max_epochs}: no validation would run and no "
+            "models/model.pt would be saved; lower --val_interval or raise --max_epochs"
+        )
+    return interval

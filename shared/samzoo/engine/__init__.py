@@ -1,14 +1,16 @@
 """Engine hooks and handlers used by the bundles' MONAI workflows."""
 
 from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
-from .checkpoints import ResumeFromLatestCheckpoint, latest_checkpoint
+from .checkpoints import AtomicDiskSaver, CheckpointSaver, ResumeFromLatestCheckpoint, latest_checkpoint
 from .cine_inference import CineMaskAssembler, ViewPromptInferer, expand_cine_inputs
 from .progress import TrainingProgress
 from .report import EvaluationReport, LearningCurves
 from .training_log import TrainingLog
 
 __all__ = [
+    "AtomicDiskSaver",
     "BatchNormRecalibration",
+    "CheckpointSaver",
     "CineMaskAssembler",
     "EvaluationReport",
     "LearningCurves",

@@ -1,50 +1,182 @@
-"""Resuming training from the newest periodic checkpoint.
+"""Saving checkpoints safely and resuming training from the newest periodic checkpoint of the same run.
 
-The bundles save ``{network, optimizer, lr_scheduler, trainer}`` every epoch with MONAI's ``CheckpointSaver``
-(ignite writes it atomically: a temporary file, then a rename). Starting the same training again continues from
-the newest of those files instead of from scratch; MONAI's ``CheckpointLoader`` reads it with
-``weights_only=True``.
+The bundles save the training state (network, optimizer, trainer...) every epoch with :class:`CheckpointSaver` and the
+best network as ``model.pt`` with another. MONAI's ``CheckpointSaver`` writes in place and ignite removes the
+superseded file before writing the new one, so a crash while saving could leave no intact checkpoint, and the
+fixed-name ``model.pt`` is deleted and then rewritten. :class:`AtomicDiskSaver` writes to a temporary file renamed
+into place and removes superseded files only after that.
+
+Every periodic checkpoint carries the run record (``run_record`` in each ``train.json``: the settings that identify
+the run, such as the datalist, backbone, variant and seed) and the best-model saver's record of the best score.
+Starting the same training again continues from the newest periodic checkpoint with :class:`ResumeFromLatestCheckpoint`,
+which refuses a checkpoint of another run before touching anything.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointLoader
+from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointSaver as MonaiCheckpointSaver
+
+from ..atomic import atomic_path
+from ..data.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 _EPOCH = re.compile(r"epoch=(\d+)")
+PERIODIC = "checkpoint_epoch=*.pt"
+"""File names of the periodic checkpoints."""
+RUN_RECORD = "run_record"
+"""Key of the run record in a periodic checkpoint."""
 
 
-def latest_checkpoint(ckpt_dir: str | Path, pattern: str = "checkpoint_epoch=*.pt") -> Path | None:
+def latest_checkpoint(ckpt_dir: str | Path, pattern: str = PERIODIC) -> Path | None:
     """The periodic checkpoint with the highest epoch number in ``ckpt_dir``, or None."""
     found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob(pattern) if (m := _EPOCH.search(p.name))]
     return max(found)[1] if found else None
 
 
-class ResumeFromLatestCheckpoint:
-    """Handler: when the trainer starts, load the newest periodic checkpoint in ``ckpt_dir`` if there is one.
+def plain_record(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as JSON values (paths as strings, tuples as lists), the form ``weights_only`` loading returns."""
+    return json.loads(json.dumps(dict(settings), default=str))
 
-    ``enabled=False`` (``--resume false`` in the bundles, read by :func:`samzoo.options.flag`) starts from scratch;
-    the old checkpoints are then replaced as training saves new ones.
+
+class AtomicDiskSaver(DiskSaver):
+    """Ignite save handler that writes each checkpoint to a temporary file renamed into place
+    (:func:`samzoo.atomic.atomic_path`) and removes the files ignite asks to remove only after that, never the file
+    just written. A crash while saving therefore keeps the previous checkpoint. ``filename`` fixes the file name
+    (``model.pt``), as MONAI's own save handler does."""
+
+    def __init__(self, dirname: str | Path, filename: str | None = None) -> None:
+        super().__init__(dirname, require_empty=False)
+        self.filename = filename
+        self._superseded: list[str] = []
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        filename = self.filename or filename
+        super().__call__(checkpoint, filename, metadata)
+        for old in self._superseded:
+            if old != filename:
+                (self.dirname / old).unlink(missing_ok=True)
+        self._superseded = []
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        with atomic_path(path) as tmp:
+            func(checkpoint, tmp, **self.kwargs)
+
+    def remove(self, filename: str) -> None:
+        """Called by ignite before it saves the new file: remember the file, remove it once the new one is saved."""
+        self._superseded.append(self.filename or filename)
+
+
+class _RunRecord:
+    """The run record as an object ignite can save (it saves ``state_dict()`` of every entry)."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = plain_record(settings)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.settings
+
+
+class CheckpointSaver(MonaiCheckpointSaver):
+    """MONAI's ``CheckpointSaver`` writing through :class:`AtomicDiskSaver`.
+
+    ``run_record`` (the settings identifying the run) is stored with every checkpoint this saver writes, for
+    :class:`ResumeFromLatestCheckpoint`. A best-model saver (``save_key_metric=True``) has ``state_dict()``: its
+    record of the best score, so a periodic checkpoint can carry it and a resumed run does not replace ``model.pt``
+    with a worse one (MONAI's ``load_state_dict`` restores it).
     """
 
-    def __init__(self, ckpt_dir: str | Path, load_dict: dict, enabled: bool = True, map_location: str = "cpu") -> None:
+    def __init__(
+        self, save_dir: str, save_dict: dict, run_record: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        if run_record is not None:
+            save_dict = {**save_dict, RUN_RECORD: _RunRecord(run_record)}
+        super().__init__(save_dir, save_dict, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                checkpoint.save_handler = AtomicDiskSaver(save_dir, checkpoint.save_handler.filename)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best-model record: the saved files and their scores."""
+        if self._key_metric_checkpoint is None:
+            raise ValueError("only a saver with save_key_metric=True has a best-model record to save")
+        return self._key_metric_checkpoint.state_dict()
+
+
+class ResumeFromLatestCheckpoint:
+    """Handler: continue training from the newest periodic checkpoint in ``ckpt_dir`` of the same run.
+
+    When attached (just before the trainer runs) it reads that checkpoint once (``weights_only=True``) and compares
+    its run record with ``run_record``; a checkpoint of another run, or one without a record, raises
+    :class:`~samzoo.data.errors.DataError` before anything is written. When the trainer starts, the objects of
+    ``load_dict`` are restored from it, keeping the trainer's ``max_epochs`` as MONAI's ``CheckpointLoader`` does.
+
+    ``enabled=False`` (``--resume false``, read by :func:`samzoo.options.flag`) starts from scratch and removes the
+    periodic checkpoints already in ``ckpt_dir``, so that a later resume can only pick one of the new run.
+    """
+
+    def __init__(
+        self,
+        ckpt_dir: str | Path,
+        load_dict: dict,
+        run_record: Mapping[str, Any],
+        enabled: bool = True,
+        map_location: str = "cpu",
+    ) -> None:
         self.ckpt_dir = Path(ckpt_dir)
         self.load_dict = load_dict
+        self.run_record = plain_record(run_record)
         self.enabled = enabled
         self.map_location = map_location
+        self._path: Path | None = None
+        self._checkpoint: dict[str, Any] | None = None
 
     def attach(self, engine: Engine) -> None:
+        if not self.enabled:
+            for stale in self.ckpt_dir.glob(PERIODIC):
+                stale.unlink()
+            return
+        self._path = latest_checkpoint(self.ckpt_dir)
+        if self._path is None:
+            return
+        self._checkpoint = torch.load(self._path, map_location=self.map_location, weights_only=True)
+        self._check_record(self._checkpoint.get(RUN_RECORD))
         engine.add_event_handler(Events.STARTED, self)
 
+    def _check_record(self, stored: dict[str, Any] | None) -> None:
+        how = (
+            "Run with --resume false to start afresh (this replaces the files in that folder), or give this run "
+            "its own --bundle_root DIR or --ckpt_dir DIR to keep both."
+        )
+        if stored is None:
+            raise DataError(self._path, f"this checkpoint holds no run record, so it cannot be resumed safely. {how}")
+        differ = [
+            f"{key}: {stored.get(key)!r} -> {self.run_record.get(key)!r}"
+            for key in sorted(stored.keys() | self.run_record.keys())
+            if stored.get(key) != self.run_record.get(key)
+        ]
+        if differ:
+            raise DataError(
+                self._path, f"this checkpoint is of another run (checkpoint -> now): {'; '.join(differ)}. {how}"
+            )
+
     def __call__(self, engine: Engine) -> None:
-        path = latest_checkpoint(self.ckpt_dir) if self.enabled else None
-        if path is None:
-            return
-        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location=self.map_location)(engine)
-        logger.info("resumed from %s at epoch %d", path, engine.state.epoch)
+        max_epochs = engine.state.max_epochs
+        Checkpoint.load_objects(to_load=self.load_dict, checkpoint=self._checkpoint)
+        self._checkpoint = None
+        if max_epochs is not None and engine.state.epoch > max_epochs:
+            raise DataError(
+                self._path, f"the checkpoint is at epoch {engine.state.epoch}, beyond max_epochs={max_epochs}"
+            )
+        engine.state.max_epochs = max_epochs
+        logger.info("resumed from %s at epoch %d", self._path, engine.state.epoch)

@@ -3,7 +3,8 @@
 Every (number of labelled slices N, seed) pair trains the bundle in its own folder ``out_dir/<bundle>-<N>/seed<k>``
 (``--bundle_root`` of the run, so checkpoints and logs stay apart) through ``monai.bundle.run``, then evaluates it on
 the test split of the training dataset (``in_domain``) and of each ``cross_domain`` dataset (e.g. TotalSegmentator,
-Table 2). Training resumes from the newest checkpoint, so running the same command again only evaluates.
+Table 2). Training resumes from the newest checkpoint, so running the same command again only evaluates; the
+``train_s`` of a run is then the training time stored when it was trained (``runs/train_seconds.txt``).
 
 For each run the summary holds the mean over the evaluated slices of Dice and HD (pixels, and mm where the spacing
 is known) and the slice presence accuracy; the table gives, per setting and evaluation set, the mean ± sample std of
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from monai.bundle import run
+
+from ..engine.checkpoints import latest_checkpoint
 
 __all__ = ["SEEDS", "run_once", "run_repeats", "summarize_runs", "write_tables"]
 
@@ -64,9 +67,10 @@ def run_once(
     folder, "" for the training data), and return one row per evaluation set (fields :data:`RUN_FIELDS`)."""
     run_dir, bundles_dir = Path(run_dir), Path(bundles_dir)
     common = {"bundle_root": str(run_dir), **(overrides or {})}
+    before = latest_checkpoint(run_dir / "models")
     start = time.perf_counter()
     run(config_file=_configs(bundles_dir, bundle, "train"), num_labelled=num_labelled, seed=seed, **common)
-    train_s = time.perf_counter() - start
+    train_s = _training_time(run_dir, time.perf_counter() - start, latest_checkpoint(run_dir / "models") != before)
     rows = []
     for name, dataset_dir in eval_sets.items():
         eval_dir = run_dir / "runs" / f"eval_{name}"
@@ -89,6 +93,18 @@ def run_once(
             }
         )
     return rows
+
+
+def _training_time(run_dir: Path, seconds: float, trained: bool) -> float:
+    """The training time of the run in ``run_dir``: ``seconds`` when this session trained (or no time is stored
+    yet), kept in ``runs/train_seconds.txt``; otherwise the stored time, so rerunning a finished run does not
+    report the time it took to find nothing left to train."""
+    stored = run_dir / "runs" / "train_seconds.txt"
+    if trained or not stored.is_file():
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(f"{seconds:.1f}\n")
+        return seconds
+    return float(stored.read_text())
 
 
 def summarize_runs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
