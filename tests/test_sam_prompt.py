@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.losses import DiceCELoss
 from samzoo.data.nifti import save_nifti
+from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
 from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_patients, slice_samples
 
@@ -59,7 +59,7 @@ def test_only_the_mask_decoder_receives_gradients(tiny: SamPromptModel) -> None:
     boxes = torch.tensor([10.0, 20.0, 120.0, 150.0]).expand(2, 3, 4)
     logits = tiny(embeddings, points, labels, boxes)
     assert logits.shape == (2, 3, tiny.mask_size, tiny.mask_size) == (2, 3, 64, 64)
-    DiceCELoss(sigmoid=True)(logits, (torch.rand_like(logits) > 0.5).float()).backward()
+    MaskedDiceBCELoss()(logits, (torch.rand_like(logits) > 0.5).float()).backward()  # the bundle's loss
     with_grad = {name for name, p in tiny.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)}
     assert with_grad and all(name.startswith("sam.mask_decoder.") for name in with_grad)
     assert {n for n, _ in tiny.named_parameters() if n.startswith("sam.mask_decoder.transformer.")} <= with_grad
