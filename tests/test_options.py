@@ -58,7 +58,7 @@ def test_resume_false_on_the_command_line_starts_from_scratch():
 
 
 def test_use_box_false_on_the_command_line_drops_the_boxes():
-    parser = _parser("sam_prompt", use_box="false", num_patients=8)
+    parser = _parser("sam_prompt", use_box="false", num_volumes=16)
     assert parser.get_parsed_content("prompt_keys") == ["points", "point_labels"]
-    assert parser.get_parsed_content("variant") == "8-patients-no-box"
+    assert parser.get_parsed_content("variant") == "16-volumes-no-box"
     assert parser.get_parsed_content("train#prompts#use_box") is False

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 from samzoo.data.nifti import save_nifti
 from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
-from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_patients, slice_samples
+from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_volumes, slice_samples
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +99,32 @@ def test_samples_leave_out_slices_missing_a_class(tmp_path) -> None:
     np.testing.assert_array_equal(loaded["original_size"], [32, 24])
 
 
-def test_patient_subsets_are_seeded_and_nested() -> None:
-    items = [{"patient_id": f"p{i:02d}", "slice": s} for i in range(10) for s in range(2)]
-    small, large = select_patients(items, 3, seed=1), select_patients(items, 6, seed=1)
-    patients = {i["patient_id"] for i in small}
-    assert len(patients) == 3 and len(small) == 6
-    assert patients <= {i["patient_id"] for i in large}
-    assert select_patients(items, 3, seed=1) == small and select_patients(items, 3, seed=2) != small
-    assert select_patients(items, None) == items and select_patients(items, 50) == items
+def test_volume_subsets_are_drawn_by_patient_seeded_and_nested() -> None:
+    # 6 patients x 2 slices x ED/ES, except that no slice of p03 is usable at ES: 11 volumes, 22 samples.
+    samples = [
+        {"patient_id": f"p{p:02d}", "slice": s, "phase": phase, "index": 0}
+        for p in range(6)
+        for s in range(2)
+        for phase in ("ED", "ES")
+        if (p, phase) != (3, "ES")
+    ]
+
+    def volumes(chosen: list[dict]) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((c["patient_id"], c["phase"]) for c in chosen))
+
+    # seed 1 draws the patients in the order p04, p00, p02, p01, p05, p03; seed 0 in the order p03, p02, ...
+    three = select_volumes(samples, 3, seed=1)
+    assert volumes(three) == [("p00", "ED"), ("p04", "ED"), ("p04", "ES")]  # odd N: one phase of the last patient
+    assert len(three) == 6 and [c["index"] for c in three] == list(range(6))  # both slices, contiguous index
+    assert volumes(select_volumes(samples, 2, seed=0)) == [("p02", "ED"), ("p03", "ED")]  # p03 has no ES volume
+    assert volumes(select_volumes(samples, 1, seed=1, phases=("ES", "ED"))) == [("p04", "ES")]
+    nested = [set(volumes(select_volumes(samples, n, seed=1))) for n in range(1, 12)]
+    assert [len(subset) for subset in nested] == list(range(1, 12))
+    assert all(small < large for small, large in itertools.pairwise(nested))
+    assert select_volumes(samples, 3, seed=2) != three
+    assert len(select_volumes(samples, None)) == len(select_volumes(samples, 50)) == 22
+    with pytest.raises(ValueError, match="at least 1"):
+        select_volumes(samples, 0)
 
 
 def test_prompts_and_targets_on_the_encoder_grid(tmp_path) -> None:

@@ -14,7 +14,7 @@ and ``metrics.csv`` (every slice row, with the configuration and repeat).
 Command line::
 
     python -m samzoo.studies.prompting DATALIST OUT_DIR [--split test] [--backbone lite_medsam]
-        [--cache_dir DIR] [--repeats 5] [--num_patients N] [--decoder_checkpoint FILE]
+        [--cache_dir DIR] [--repeats 5] [--num_volumes N] [--decoder_checkpoint FILE]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ..transforms.sam_prompt import (
     LoadSliced,
     SamInputd,
     SamplePromptsd,
-    select_patients,
+    select_volumes,
     slice_samples,
 )
 
@@ -235,12 +235,12 @@ def main(
     cache_dir: str | None = None,
     repeats: int = 5,
     seed: int = 0,
-    num_patients: int | None = None,
+    num_volumes: int | None = None,
 ) -> str:
-    """Run the full grid on one split of a cine datalist; return the path of ``results.csv``."""
+    """Run the full grid on one split of a cine datalist (``num_volumes`` ED/ES volumes of it, drawn by patient with
+    :func:`~samzoo.transforms.sam_prompt.select_volumes`); return the path of ``results.csv``."""
     classes = classes_from_labels(datalist_info(datalist)["labels"])
-    items = select_patients(load_datalist(datalist, split), num_patients, seed)
-    samples = slice_samples(items, list(classes))
+    samples = select_volumes(slice_samples(load_datalist(datalist, split), list(classes)), num_volumes, seed)
     model = SamPromptModel(backbone, checkpoint, pretrained, decoder_checkpoint)
     cache = EmbeddingCache(model.embed, model.identity, cache_dir)
     run_grid(model, samples, cache, classes, out_dir, repeats=repeats, seed=seed)
