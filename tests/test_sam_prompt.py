@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from samzoo.data.nifti import save_nifti
+from samzoo.engine.sam_prompt import SliceReportWriter
 from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
 from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_volumes, slice_samples
@@ -149,3 +151,18 @@ def test_prompts_and_targets_on_the_encoder_grid(tmp_path) -> None:
     expected[32:48, 24:36] = 1
     assert torch.equal(target[2], expected)
     assert target[:, :, 48:].sum() == 0  # padding
+
+
+def test_label_maps_threshold_the_logits_after_scaling_up(tiny: SamPromptModel, tmp_path) -> None:
+    # One class, logit -1 left of mask column 32 and +3 from it, on a 256 x 256 slice (4 x the 64 grid). Bilinear
+    # scaling puts slice column x at mask column (x + 0.5) / 4 - 0.5, where the logit is -1 + 4 (that - 31): zero at
+    # x = 126.5, so columns from 127 on are the class. Thresholding first (sigmoid > 0.5 on the 64 grid) and scaling
+    # the binary mask would start it at column 128.
+    logits = torch.full((1, 64, 64), -1.0)
+    logits[..., 32:] = 3.0
+    label = tiny.label_map(logits, (256, 256), [2])
+    assert label.shape == (256, 256) and (label[:, :127] == 0).all() and (label[:, 127:] == 2).all()
+    writer = SliceReportWriter(tiny, [], {2: "myocardium"}, str(tmp_path))
+    batch = [{"original_size": torch.tensor([256, 256]), "index": 7}]
+    writer.collect(SimpleNamespace(state=SimpleNamespace(batch=batch, output=[{"pred": logits}])))
+    np.testing.assert_array_equal(writer.predictions[7], label)

@@ -1,9 +1,10 @@
 """Evaluation and inference pieces of the SAM prompting bundle.
 
-:class:`SliceReportWriter` turns an evaluator's low-resolution per-class masks into label maps on each slice's own
-grid and writes the standard report (:func:`samzoo.metrics.write_report`) when the run ends. :func:`segment_file`
-segments one frame of an image file from user prompts (a JSON file or boxes around an existing label map), and
-:class:`SegmentFiles` runs it as the iteration of the inference evaluator.
+:class:`SliceReportWriter` turns an evaluator's low-resolution per-class mask logits into label maps on each slice's
+own grid (:meth:`~samzoo.networks.sam_prompt.SamPromptModel.label_map`, the rule of the zero-shot grid and
+inference) and writes the standard report (:func:`samzoo.metrics.write_report`) when the run ends.
+:func:`segment_file` segments one frame of an image file from user prompts (a JSON file or boxes around an existing
+label map), and :class:`SegmentFiles` runs it as the iteration of the inference evaluator.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti, save_nifti
 from ..metrics import evaluate_items, results_table, write_report
 from ..metrics.figures import write_figures
-from ..networks.sam_prompt import SamPromptModel, combine_masks, resized_size, to_sam_input
+from ..networks.sam_prompt import SamPromptModel, resized_size, to_sam_input
 from ..prompts.io import boxes_from_label, read_prompts
 from ..studies.prompting import slice_volumes
 
@@ -29,11 +30,13 @@ logger = logging.getLogger(__name__)
 
 
 class SliceReportWriter:
-    """Handler: collect the evaluator's ``pred`` (C, 256, 256) per sample and, at the end, write ``metrics.csv``,
-    ``summary.json``, ``metrics.png`` and an overlay per datalist item (``overlays/``) for the slices into ``out_dir``.
+    """Handler: collect the evaluator's ``pred`` logits (C, 256, 256) per sample and, at the end, write
+    ``metrics.csv``, ``summary.json``, ``metrics.png`` and an overlay per datalist item (``overlays/``) for the slices
+    into ``out_dir``.
 
     Args:
-        network: maps masks back to each slice's grid (:meth:`SamPromptModel.to_original`).
+        network: turns mask logits into a label map on each slice's grid (:meth:`SamPromptModel.label_map`); the
+            evaluator must pass ``pred`` as logits, without thresholding postprocessing.
         samples: the evaluated samples (:func:`samzoo.transforms.sam_prompt.slice_samples`); batches carry their
             ``index``.
         classes: label value -> name, in the order of the mask channels.
@@ -57,8 +60,8 @@ class SliceReportWriter:
     def collect(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
             size = tuple(int(s) for s in batch["original_size"])
-            masks = self.network.to_original(torch.as_tensor(output["pred"]).float(), size) > 0.5
-            self.predictions[int(batch["index"])] = combine_masks(masks.cpu().numpy(), list(self.classes))
+            logits = torch.as_tensor(output["pred"])
+            self.predictions[int(batch["index"])] = self.network.label_map(logits, size, list(self.classes))
 
     def write(self, engine: Engine) -> None:
         items, volumes = slice_volumes(self.samples, self.predictions)
@@ -106,17 +109,16 @@ def segment_file(
     embedding = network.embed(to_sam_input(slice_, spec)[None])
     height, width = resized_size(slice_.shape, spec.image_size)
     scale = np.array([width / slice_.shape[1], height / slice_.shape[0]], dtype=np.float32)
-    values, masks = sorted(given), []
+    values, logits = sorted(given), []
     for value in values:
         p = given[value]
         device = embedding.device
         points = torch.as_tensor(p.points * scale, device=device)[None, None] if len(p.points) else None
         labels = torch.as_tensor(p.labels, device=device)[None, None] if len(p.points) else None
         box = None if p.box is None else torch.as_tensor(p.box.reshape(2, 2) * scale, device=device).reshape(1, 1, 4)
-        logits = network(embedding, points, labels, box)[0]
-        masks.append(network.to_original(logits, slice_.shape)[0] > 0)
+        logits.append(network(embedding, points, labels, box)[0, 0])
     result = np.zeros(array.shape, dtype=np.uint8)
-    result[..., frame] = combine_masks(torch.stack(masks).cpu().numpy(), values)
+    result[..., frame] = network.label_map(torch.stack(logits), slice_.shape, values)
     result = result.reshape(volume.array.shape)
     out = save_nifti(result, volume.affine, output, zooms=volume.zooms)
     logger.info("segmented frame %d of %s (classes %s) -> %s", frame, image, values, out)

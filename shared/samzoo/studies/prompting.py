@@ -35,7 +35,7 @@ from ..metrics import evaluate_items
 from ..metrics.evaluation import classes_from_labels
 from ..metrics.report import write_csv
 from ..metrics.rows import ROW_FIELDS, counted
-from ..networks.sam_prompt import SamPromptModel, combine_masks
+from ..networks.sam_prompt import SamPromptModel
 from ..transforms.sam_prompt import (
     CachedEmbeddingd,
     LoadSliced,
@@ -114,15 +114,14 @@ def evaluate_slices(
 @torch.no_grad()
 def predict(model: SamPromptModel, sample: Mapping[str, Any], class_values: Sequence[int]) -> np.ndarray:
     """The (H, W) label map of one prepared sample (embedding as ``image``, prompts; see :mod:`samzoo.transforms.
-    sam_prompt`): each class decoded separately, thresholded at logit 0, combined."""
+    sam_prompt`): each class decoded separately, then :meth:`SamPromptModel.label_map`."""
     logits = model(
         sample["image"][None],
         sample["points"][None],
         sample["point_labels"][None],
         sample["boxes"][None] if "boxes" in sample else None,
     )[0]
-    masks = model.to_original(logits, tuple(int(s) for s in sample["original_size"])) > 0
-    return combine_masks(masks.cpu().numpy(), list(class_values))
+    return model.label_map(logits, tuple(int(s) for s in sample["original_size"]), list(class_values))
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
