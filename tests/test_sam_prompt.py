@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from samzoo.data.nifti import save_nifti
-from samzoo.engine.sam_prompt import SliceReportWriter
+from samzoo.data.errors import DataError
+from samzoo.data.nifti import load_label, save_nifti
+from samzoo.engine.sam_prompt import SliceReportWriter, segment_file
 from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
 from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_volumes, slice_samples
@@ -166,3 +168,27 @@ def test_label_maps_threshold_the_logits_after_scaling_up(tiny: SamPromptModel, 
     batch = [{"original_size": torch.tensor([256, 256]), "index": 7}]
     writer.collect(SimpleNamespace(state=SimpleNamespace(batch=batch, output=[{"pred": logits}])))
     np.testing.assert_array_equal(writer.predictions[7], label)
+
+
+def test_inference_refuses_bad_prompt_inputs_before_the_model_runs(tiny: SamPromptModel, tmp_path) -> None:
+    item = _item(tmp_path, "a", "p1")  # (32, 24, 3) image and label, 1.5 mm pixels
+    out = tmp_path / "seg.nii.gz"
+    label = np.zeros((32, 24, 3), dtype=np.uint8)
+    label[4:10, 4:10] = 1
+    save_nifti(label[:30], np.diag([1.5, 1.5, 1.0, 1.0]), tmp_path / "cropped.nii.gz")
+    save_nifti(label, np.diag([2.0, 2.0, 1.0, 1.0]), tmp_path / "moved.nii.gz")
+    save_nifti(label[..., 0], np.diag([1.5, 1.5, 1.0, 1.0]), tmp_path / "one_frame.nii.gz")
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"1": {"points": [[24, 5]]}}))  # x beyond the 24 columns (0..23)
+    cases = [
+        ({"label": tmp_path / "cropped.nii.gz"}, "cropped.nii.gz: shape .* does not match image"),
+        ({"label": tmp_path / "moved.nii.gz"}, "moved.nii.gz: geometry"),
+        ({"label": tmp_path / "one_frame.nii.gz"}, "one_frame.nii.gz: frame 2 is beyond the label file's 1 frame"),
+        ({"prompts": prompts}, r"prompts.json: class '1': points and boxes must lie on the 32 x 24 slice"),
+    ]
+    for source, problem in cases:
+        with pytest.raises(DataError, match=problem):
+            segment_file(tiny, item["image"], out, frame=2, **source)
+    assert not out.exists()
+    segment_file(tiny, item["image"], out, frame=2, label=item["label"])  # the matching label file is accepted
+    assert load_label(out).array.shape == (32, 24, 3)

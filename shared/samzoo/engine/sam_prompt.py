@@ -19,7 +19,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..data.errors import DataError
-from ..data.nifti import load_label, load_nifti, save_nifti
+from ..data.nifti import check_same_grid, load_label, load_nifti, save_nifti
 from ..metrics import evaluate_items, results_table, write_report
 from ..metrics.figures import write_figures
 from ..networks.sam_prompt import SamPromptModel, resized_size, to_sam_input
@@ -88,17 +88,22 @@ def segment_file(
     Prompts come from the JSON file ``prompts`` (:func:`samzoo.prompts.io.read_prompts`) or, when only ``label``
     is given, are boxes with ``margin`` around each class of ``classes`` present in that label file's frame. Each
     class is decoded separately and painted in ascending label order (later class wins where masks overlap). The
-    output has the image's shape, with only ``frame`` filled for a cine.
+    output has the image's shape, with only ``frame`` filled for a cine. The prompts (see ``read_prompts``) and the
+    label file (the image's grid, ``frame`` among its frames) are checked before the model runs.
     """
     volume = load_nifti(image)
     array = volume.array if volume.array.ndim == 3 else volume.array[..., None]
     if array.ndim != 3 or not 0 <= frame < array.shape[-1]:
         raise DataError(image, f"expected an (H, W) or (H, W, T) image holding frame {frame}, got {volume.array.shape}")
     if prompts is not None:
-        given = read_prompts(prompts)
+        given = read_prompts(prompts, classes, array.shape[:2])
     elif label is not None:
-        label_volume = load_label(label).array
-        given = boxes_from_label(label_volume.reshape(*label_volume.shape[:2], -1)[..., frame], classes, margin)
+        label_volume = load_label(label)
+        check_same_grid(volume, label_volume, spatial_dims=2)
+        frames = label_volume.array.reshape(*label_volume.array.shape[:2], -1)
+        if not 0 <= frame < frames.shape[-1]:
+            raise DataError(label, f"frame {frame} is beyond the label file's {frames.shape[-1]} frame(s)")
+        given = boxes_from_label(frames[..., frame], classes, margin)
         if not given:
             raise DataError(label, f"frame {frame} holds none of the classes {list(classes)}: no box to prompt with")
     else:
