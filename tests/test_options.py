@@ -62,3 +62,20 @@ def test_use_box_false_on_the_command_line_drops_the_boxes():
     assert parser.get_parsed_content("prompt_keys") == ["points", "point_labels"]
     assert parser.get_parsed_content("variant") == "16-volumes-no-box"
     assert parser.get_parsed_content("train#prompts#use_box") is False
+
+
+def test_sam_prompt_reads_null_from_the_command_line_as_unset():
+    unset = ("num_volumes", "decoder_checkpoint", "backbone_checkpoint", "embedding_dir")
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLES / "sam_prompt" / "configs" / f"{name}.json") for name in ("train", "zero_shot")])
+    parser.update(dict.fromkeys(unset, "null"))
+    assert parser.get_parsed_content("variant") == "all-volumes"
+    assert parser.get_parsed_content("run_name") == "zero-shot/lite_medsam"
+    sites = ("network_def#checkpoint", "network_def#decoder_checkpoint", "embedding_cache#cache_dir", "tracking#model")
+    for key in sites:
+        assert parser.get_parsed_content(key) is None, key
+    inference = ConfigParser()
+    inference.read_config(str(BUNDLES / "sam_prompt" / "configs" / "inference.json"))
+    inference.update({"decoder_checkpoint": "null", "backbone_checkpoint": "null"})
+    assert inference.get_parsed_content("network_def#decoder_checkpoint") is None
+    assert inference.get_parsed_content("network_def#checkpoint") is None
