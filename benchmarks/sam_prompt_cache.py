@@ -4,7 +4,7 @@ Runs the sam_prompt bundle's trainer three times in one process on the same samp
 epoch), reading it (the cached epoch time) and with ``embedding_dir`` None (every image encoded again, as without
 a cache). Prints one JSON line with the times and the speed-up.
 
-    python benchmarks/sam_prompt_cache.py --dataset_dir DIR [--num_patients 1] [--backbone lite_medsam]
+    python benchmarks/sam_prompt_cache.py --dataset_dir DIR [--num_volumes 2] [--backbone lite_medsam]
         [--pretrained False]   # random weights: times a SAM ViT without Meta's checkpoint
     python benchmarks/sam_prompt_cache.py --backbone vit_tiny --pretrained False   # synthetic demo, seconds
 
@@ -46,7 +46,7 @@ def epoch_seconds(bundle_root: str, embedding_dir: str | None, **overrides: obje
 
 def main(
     dataset_dir: str = "",
-    num_patients: int = 1,
+    num_volumes: int = 2,
     backbone: str = "lite_medsam",
     pretrained: bool = True,
     threads: int = 1,
@@ -55,7 +55,7 @@ def main(
     torch.set_num_threads(threads)
     settings = {
         "dataset_dir": dataset_dir,
-        "num_patients": num_patients,
+        "num_volumes": num_volumes,
         "backbone": backbone,
         "pretrained": pretrained,
         "batch_size": batch_size,

@@ -1,3 +1,5 @@
+import math
+
 import torch
 import torch.nn.functional as F
 from samzoo.losses import IGNORE_VALUE, MaskedDiceBCELoss
@@ -34,3 +36,16 @@ def test_all_ignored_gives_finite_zero_bce():
     target = torch.full((1, 1, 4, 4), float(IGNORE_VALUE))
     loss = MaskedDiceBCELoss(lambda_dice=0.0)(logits, target)
     assert torch.isfinite(loss) and loss == 0
+
+
+def test_background_false_positives_raise_the_loss_in_every_channel():
+    # Three pixels: background, class 0, class 1; two independent binary masks (one per class).
+    target = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).view(1, 2, 1, 3)
+    right = torch.where(target > 0, 20.0, -20.0)
+    assert MaskedDiceBCELoss()(right, target) < 1e-6
+    # Logit 0 (probability 0.5) on the background pixel in both channels. Per channel the Dice is
+    # 1 - 2 * 1 / (1.5 + 1) = 0.2; the BCE is ln 2 on 2 of the 6 elements, so its mean is ln 2 / 3.
+    unsure = right.clone()
+    unsure[..., 0] = 0.0
+    expected = 0.2 + math.log(2) / 3
+    assert math.isclose(float(MaskedDiceBCELoss()(unsure, target)), expected, rel_tol=1e-4)

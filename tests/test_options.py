@@ -58,9 +58,9 @@ def test_resume_false_on_the_command_line_starts_from_scratch():
 
 
 def test_use_box_false_on_the_command_line_drops_the_boxes():
-    parser = _parser("sam_prompt", use_box="false", num_patients=8)
+    parser = _parser("sam_prompt", use_box="false", num_volumes=16)
     assert parser.get_parsed_content("prompt_keys") == ["points", "point_labels"]
-    assert parser.get_parsed_content("variant") == "8-patients-no-box"
+    assert parser.get_parsed_content("variant") == "16-volumes-no-box"
     assert parser.get_parsed_content("train#prompts#use_box") is False
 
 
@@ -81,3 +81,20 @@ def test_a_validation_interval_beyond_the_training_is_refused(bundle):
 
 def test_sam_pp_zero_shot_has_no_sam_training_to_validate():
     assert _val_interval("sam_pp", num_labelled=0, val_interval=4, max_epochs=3) == 4
+
+
+def test_sam_prompt_reads_null_from_the_command_line_as_unset():
+    unset = ("num_volumes", "decoder_checkpoint", "backbone_checkpoint", "embedding_dir")
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLES / "sam_prompt" / "configs" / f"{name}.json") for name in ("train", "zero_shot")])
+    parser.update(dict.fromkeys(unset, "null"))
+    assert parser.get_parsed_content("variant") == "all-volumes"
+    assert parser.get_parsed_content("run_name") == "zero-shot/lite_medsam"
+    sites = ("network_def#checkpoint", "network_def#decoder_checkpoint", "embedding_cache#cache_dir", "tracking#model")
+    for key in sites:
+        assert parser.get_parsed_content(key) is None, key
+    inference = ConfigParser()
+    inference.read_config(str(BUNDLES / "sam_prompt" / "configs" / "inference.json"))
+    inference.update({"decoder_checkpoint": "null", "backbone_checkpoint": "null"})
+    assert inference.get_parsed_content("network_def#decoder_checkpoint") is None
+    assert inference.get_parsed_content("network_def#checkpoint") is None

@@ -100,16 +100,38 @@ def test_prompt_file_and_label_boxes(tmp_path) -> None:
             {"1": {"points": [[3, 4], [5, 6]], "labels": [1, 0], "box": [0, 1, 9, 10]}, "3": {"box": [2, 2, 8, 8]}}
         )
     )
-    prompts = read_prompts(path)
+    prompts = read_prompts(path, [1, 2, 3], (12, 10))
     np.testing.assert_array_equal(prompts[1].points, [[3, 4], [5, 6]])
     np.testing.assert_array_equal(prompts[1].labels, [1, 0])
+    assert prompts[1].labels.dtype == np.int64
     assert prompts[3].points.shape == (0, 2) and prompts[3].box.tolist() == [2, 2, 8, 8]
-    path.write_text(json.dumps({"2": {"points": [[1, 1]], "labels": [1, 1]}}))
-    with pytest.raises(DataError, match="1 points but 2 labels"):
-        read_prompts(path)
-    path.write_text(json.dumps({"2": {}}))
-    with pytest.raises(DataError, match="give points or a box"):
-        read_prompts(path)
     boxes = boxes_from_label(_three_classes(), [1, 2, 3, 4], margin=0)
     assert sorted(boxes) == [1, 2, 3]
     np.testing.assert_array_equal(boxes[3].box, [31, 13, 45, 27])
+
+
+@pytest.mark.parametrize(
+    ("prompt", "problem"),
+    [
+        ({"2": {"points": [[1, 1]], "labels": [1, 1]}}, "1 points but 2 labels"),
+        ({"2": {}}, "give points or a box"),
+        ({"2": {"points": [[1, 1], [2, 2]], "labels": [1, 2]}}, r"1 \(positive\) or 0 \(negative\), got \[1.0, 2.0\]"),
+        ({"2": {"points": [[1, 1]], "labels": [-1]}}, "point labels must be 1"),
+        ({"2": {"points": [[1, 1]], "labels": [0.5]}}, "point labels must be 1"),
+        ({"2": {"points": [[float("nan"), 1]]}}, "finite"),
+        ({"2": {"box": [0, 0, float("inf"), 5]}}, "finite"),
+        ({"2": {"box": [6, 0, 5, 5]}}, r"box \[6.0, 0.0, 5.0, 5.0\] needs x0 <= x1 and y0 <= y1"),
+        ({"2": {"box": [0, 6, 5, 5]}}, "needs x0 <= x1 and y0 <= y1"),
+        ({"2": {"points": [[10, 3]]}}, r"on the 12 x 10 slice \(0 <= x <= 9, 0 <= y <= 11\)"),
+        ({"2": {"points": [[3, -1]]}}, "on the 12 x 10 slice"),
+        ({"2": {"box": [0, 0, 9, 12]}}, "on the 12 x 10 slice"),
+        ({"300": {"box": [0, 0, 5, 5]}}, r"class '300' is not one of the classes \[1, 2, 3\]"),
+        ({"0": {"box": [0, 0, 5, 5]}}, "class '0' is not one of the classes"),
+    ],
+)
+def test_prompt_files_that_sam_would_misread_are_refused(tmp_path, prompt: dict, problem: str) -> None:
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(prompt))
+    with pytest.raises(DataError, match=problem) as error:
+        read_prompts(path, [1, 2, 3], (12, 10))
+    assert error.value.path == path

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
-from monai.losses import DiceCELoss
-from samzoo.data.nifti import save_nifti
+from samzoo.data.errors import DataError
+from samzoo.data.nifti import load_label, save_nifti
+from samzoo.engine.sam_prompt import SliceReportWriter, segment_file
+from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
-from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_patients, slice_samples
+from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_volumes, slice_samples
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,7 @@ def test_only_the_mask_decoder_receives_gradients(tiny: SamPromptModel) -> None:
     boxes = torch.tensor([10.0, 20.0, 120.0, 150.0]).expand(2, 3, 4)
     logits = tiny(embeddings, points, labels, boxes)
     assert logits.shape == (2, 3, tiny.mask_size, tiny.mask_size) == (2, 3, 64, 64)
-    DiceCELoss(sigmoid=True)(logits, (torch.rand_like(logits) > 0.5).float()).backward()
+    MaskedDiceBCELoss()(logits, (torch.rand_like(logits) > 0.5).float()).backward()  # the bundle's loss
     with_grad = {name for name, p in tiny.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)}
     assert with_grad and all(name.startswith("sam.mask_decoder.") for name in with_grad)
     assert {n for n, _ in tiny.named_parameters() if n.startswith("sam.mask_decoder.transformer.")} <= with_grad
@@ -97,14 +103,32 @@ def test_samples_leave_out_slices_missing_a_class(tmp_path) -> None:
     np.testing.assert_array_equal(loaded["original_size"], [32, 24])
 
 
-def test_patient_subsets_are_seeded_and_nested() -> None:
-    items = [{"patient_id": f"p{i:02d}", "slice": s} for i in range(10) for s in range(2)]
-    small, large = select_patients(items, 3, seed=1), select_patients(items, 6, seed=1)
-    patients = {i["patient_id"] for i in small}
-    assert len(patients) == 3 and len(small) == 6
-    assert patients <= {i["patient_id"] for i in large}
-    assert select_patients(items, 3, seed=1) == small and select_patients(items, 3, seed=2) != small
-    assert select_patients(items, None) == items and select_patients(items, 50) == items
+def test_volume_subsets_are_drawn_by_patient_seeded_and_nested() -> None:
+    # 6 patients x 2 slices x ED/ES, except that no slice of p03 is usable at ES: 11 volumes, 22 samples.
+    samples = [
+        {"patient_id": f"p{p:02d}", "slice": s, "phase": phase, "index": 0}
+        for p in range(6)
+        for s in range(2)
+        for phase in ("ED", "ES")
+        if (p, phase) != (3, "ES")
+    ]
+
+    def volumes(chosen: list[dict]) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((c["patient_id"], c["phase"]) for c in chosen))
+
+    # seed 1 draws the patients in the order p04, p00, p02, p01, p05, p03; seed 0 in the order p03, p02, ...
+    three = select_volumes(samples, 3, seed=1)
+    assert volumes(three) == [("p00", "ED"), ("p04", "ED"), ("p04", "ES")]  # odd N: one phase of the last patient
+    assert len(three) == 6 and [c["index"] for c in three] == list(range(6))  # both slices, contiguous index
+    assert volumes(select_volumes(samples, 2, seed=0)) == [("p02", "ED"), ("p03", "ED")]  # p03 has no ES volume
+    assert volumes(select_volumes(samples, 1, seed=1, phases=("ES", "ED"))) == [("p04", "ES")]
+    nested = [set(volumes(select_volumes(samples, n, seed=1))) for n in range(1, 12)]
+    assert [len(subset) for subset in nested] == list(range(1, 12))
+    assert all(small < large for small, large in itertools.pairwise(nested))
+    assert select_volumes(samples, 3, seed=2) != three
+    assert len(select_volumes(samples, None)) == len(select_volumes(samples, 50)) == 22
+    with pytest.raises(ValueError, match="at least 1"):
+        select_volumes(samples, 0)
 
 
 def test_prompts_and_targets_on_the_encoder_grid(tmp_path) -> None:
@@ -129,3 +153,42 @@ def test_prompts_and_targets_on_the_encoder_grid(tmp_path) -> None:
     expected[32:48, 24:36] = 1
     assert torch.equal(target[2], expected)
     assert target[:, :, 48:].sum() == 0  # padding
+
+
+def test_label_maps_threshold_the_logits_after_scaling_up(tiny: SamPromptModel, tmp_path) -> None:
+    # One class, logit -1 left of mask column 32 and +3 from it, on a 256 x 256 slice (4 x the 64 grid). Bilinear
+    # scaling puts slice column x at mask column (x + 0.5) / 4 - 0.5, where the logit is -1 + 4 (that - 31): zero at
+    # x = 126.5, so columns from 127 on are the class. Thresholding first (sigmoid > 0.5 on the 64 grid) and scaling
+    # the binary mask would start it at column 128.
+    logits = torch.full((1, 64, 64), -1.0)
+    logits[..., 32:] = 3.0
+    label = tiny.label_map(logits, (256, 256), [2])
+    assert label.shape == (256, 256) and (label[:, :127] == 0).all() and (label[:, 127:] == 2).all()
+    writer = SliceReportWriter(tiny, [], {2: "myocardium"}, str(tmp_path))
+    batch = [{"original_size": torch.tensor([256, 256]), "index": 7}]
+    writer.collect(SimpleNamespace(state=SimpleNamespace(batch=batch, output=[{"pred": logits}])))
+    np.testing.assert_array_equal(writer.predictions[7], label)
+
+
+def test_inference_refuses_bad_prompt_inputs_before_the_model_runs(tiny: SamPromptModel, tmp_path) -> None:
+    item = _item(tmp_path, "a", "p1")  # (32, 24, 3) image and label, 1.5 mm pixels
+    out = tmp_path / "seg.nii.gz"
+    label = np.zeros((32, 24, 3), dtype=np.uint8)
+    label[4:10, 4:10] = 1
+    save_nifti(label[:30], np.diag([1.5, 1.5, 1.0, 1.0]), tmp_path / "cropped.nii.gz")
+    save_nifti(label, np.diag([2.0, 2.0, 1.0, 1.0]), tmp_path / "moved.nii.gz")
+    save_nifti(label[..., 0], np.diag([1.5, 1.5, 1.0, 1.0]), tmp_path / "one_frame.nii.gz")
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"1": {"points": [[24, 5]]}}))  # x beyond the 24 columns (0..23)
+    cases = [
+        ({"label": tmp_path / "cropped.nii.gz"}, "cropped.nii.gz: shape .* does not match image"),
+        ({"label": tmp_path / "moved.nii.gz"}, "moved.nii.gz: geometry"),
+        ({"label": tmp_path / "one_frame.nii.gz"}, "one_frame.nii.gz: frame 2 is beyond the label file's 1 frame"),
+        ({"prompts": prompts}, r"prompts.json: class '1': points and boxes must lie on the 32 x 24 slice"),
+    ]
+    for source, problem in cases:
+        with pytest.raises(DataError, match=problem):
+            segment_file(tiny, item["image"], out, frame=2, **source)
+    assert not out.exists()
+    segment_file(tiny, item["image"], out, frame=2, label=item["label"])  # the matching label file is accepted
+    assert load_label(out).array.shape == (32, 24, 3)

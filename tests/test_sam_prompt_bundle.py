@@ -13,12 +13,12 @@ from monai.bundle import run
 from samzoo.data.nifti import load_label
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "sam_prompt" / "configs"
-SMALL = {"backbone": "vit_tiny", "pretrained": False, "num_patients": 1, "batch_size": 4}
+SMALL = {"backbone": "vit_tiny", "pretrained": False, "num_volumes": 2, "batch_size": 4}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A bundle root with one epoch of decoder fine-tuning on one demo patient."""
+    """A bundle root with one epoch of decoder fine-tuning on two demo volumes (one patient)."""
     root = tmp_path_factory.mktemp("sam_prompt")
     run(config_file=str(CONFIGS / "train.json"), bundle_root=str(root), max_epochs=1, **SMALL)
     return root

@@ -19,9 +19,11 @@ IGNORE_VALUE = -1
 class MaskedDiceBCELoss(nn.Module):
     """Weighted sum of binary cross-entropy and Dice loss over annotated voxels (CMR2D+T-SAM §2.2).
 
-    ``input`` holds logits (B, 1, spatial...), ``target`` holds 0/1 with :data:`IGNORE_VALUE` on unannotated
-    voxels. The Dice term pools the whole batch (``batch=True``) so a clip whose labelled frames are empty does not
-    produce an undefined per-sample Dice.
+    ``input`` holds logits (B, C, spatial...), one independent binary mask per channel (sigmoid, not softmax: every
+    channel's background counts, unlike MONAI's ``DiceCELoss`` whose cross-entropy is a softmax over C > 1
+    channels). ``target`` holds 0/1 with :data:`IGNORE_VALUE` on unannotated voxels, the same in every channel (the
+    Dice mask is read from channel 0). The Dice term is computed per channel and averaged; it pools the whole batch
+    (``batch=True``) so a clip whose labelled frames are empty does not produce an undefined per-sample Dice.
     """
 
     def __init__(self, lambda_dice: float = 1.0, lambda_bce: float = 1.0, ignore_value: int = IGNORE_VALUE) -> None:

@@ -1,9 +1,10 @@
 """Evaluation and inference pieces of the SAM prompting bundle.
 
-:class:`SliceReportWriter` turns an evaluator's low-resolution per-class masks into label maps on each slice's own
-grid and writes the standard report (:func:`samzoo.metrics.write_report`) when the run ends. :func:`segment_file`
-segments one frame of an image file from user prompts (a JSON file or boxes around an existing label map), and
-:class:`SegmentFiles` runs it as the iteration of the inference evaluator.
+:class:`SliceReportWriter` turns an evaluator's low-resolution per-class mask logits into label maps on each slice's
+own grid (:meth:`~samzoo.networks.sam_prompt.SamPromptModel.label_map`, the rule of the zero-shot grid and
+inference) and writes the standard report (:func:`samzoo.metrics.write_report`) when the run ends.
+:func:`segment_file` segments one frame of an image file from user prompts (a JSON file or boxes around an existing
+label map), and :class:`SegmentFiles` runs it as the iteration of the inference evaluator.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..data.errors import DataError
-from ..data.nifti import load_label, load_nifti, save_nifti
+from ..data.nifti import check_same_grid, load_label, load_nifti, save_nifti
 from ..metrics import evaluate_items, results_table, write_report
 from ..metrics.figures import write_figures
-from ..networks.sam_prompt import SamPromptModel, combine_masks, resized_size, to_sam_input
+from ..networks.sam_prompt import SamPromptModel, resized_size, to_sam_input
 from ..prompts.io import boxes_from_label, read_prompts
 from ..studies.prompting import slice_volumes
 
@@ -29,11 +30,13 @@ logger = logging.getLogger(__name__)
 
 
 class SliceReportWriter:
-    """Handler: collect the evaluator's ``pred`` (C, 256, 256) per sample and, at the end, write ``metrics.csv``,
-    ``summary.json``, ``metrics.png`` and an overlay per datalist item (``overlays/``) for the slices into ``out_dir``.
+    """Handler: collect the evaluator's ``pred`` logits (C, 256, 256) per sample and, at the end, write
+    ``metrics.csv``, ``summary.json``, ``metrics.png`` and an overlay per datalist item (``overlays/``) for the slices
+    into ``out_dir``.
 
     Args:
-        network: maps masks back to each slice's grid (:meth:`SamPromptModel.to_original`).
+        network: turns mask logits into a label map on each slice's grid (:meth:`SamPromptModel.label_map`); the
+            evaluator must pass ``pred`` as logits, without thresholding postprocessing.
         samples: the evaluated samples (:func:`samzoo.transforms.sam_prompt.slice_samples`); batches carry their
             ``index``.
         classes: label value -> name, in the order of the mask channels.
@@ -57,8 +60,8 @@ class SliceReportWriter:
     def collect(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
             size = tuple(int(s) for s in batch["original_size"])
-            masks = self.network.to_original(torch.as_tensor(output["pred"]).float(), size) > 0.5
-            self.predictions[int(batch["index"])] = combine_masks(masks.cpu().numpy(), list(self.classes))
+            logits = torch.as_tensor(output["pred"])
+            self.predictions[int(batch["index"])] = self.network.label_map(logits, size, list(self.classes))
 
     def write(self, engine: Engine) -> None:
         items, volumes = slice_volumes(self.samples, self.predictions)
@@ -85,17 +88,22 @@ def segment_file(
     Prompts come from the JSON file ``prompts`` (:func:`samzoo.prompts.io.read_prompts`) or, when only ``label``
     is given, are boxes with ``margin`` around each class of ``classes`` present in that label file's frame. Each
     class is decoded separately and painted in ascending label order (later class wins where masks overlap). The
-    output has the image's shape, with only ``frame`` filled for a cine.
+    output has the image's shape, with only ``frame`` filled for a cine. The prompts (see ``read_prompts``) and the
+    label file (the image's grid, ``frame`` among its frames) are checked before the model runs.
     """
     volume = load_nifti(image)
     array = volume.array if volume.array.ndim == 3 else volume.array[..., None]
     if array.ndim != 3 or not 0 <= frame < array.shape[-1]:
         raise DataError(image, f"expected an (H, W) or (H, W, T) image holding frame {frame}, got {volume.array.shape}")
     if prompts is not None:
-        given = read_prompts(prompts)
+        given = read_prompts(prompts, classes, array.shape[:2])
     elif label is not None:
-        label_volume = load_label(label).array
-        given = boxes_from_label(label_volume.reshape(*label_volume.shape[:2], -1)[..., frame], classes, margin)
+        label_volume = load_label(label)
+        check_same_grid(volume, label_volume, spatial_dims=2)
+        frames = label_volume.array.reshape(*label_volume.array.shape[:2], -1)
+        if not 0 <= frame < frames.shape[-1]:
+            raise DataError(label, f"frame {frame} is beyond the label file's {frames.shape[-1]} frame(s)")
+        given = boxes_from_label(frames[..., frame], classes, margin)
         if not given:
             raise DataError(label, f"frame {frame} holds none of the classes {list(classes)}: no box to prompt with")
     else:
@@ -106,17 +114,16 @@ def segment_file(
     embedding = network.embed(to_sam_input(slice_, spec)[None])
     height, width = resized_size(slice_.shape, spec.image_size)
     scale = np.array([width / slice_.shape[1], height / slice_.shape[0]], dtype=np.float32)
-    values, masks = sorted(given), []
+    values, logits = sorted(given), []
     for value in values:
         p = given[value]
         device = embedding.device
         points = torch.as_tensor(p.points * scale, device=device)[None, None] if len(p.points) else None
         labels = torch.as_tensor(p.labels, device=device)[None, None] if len(p.points) else None
         box = None if p.box is None else torch.as_tensor(p.box.reshape(2, 2) * scale, device=device).reshape(1, 1, 4)
-        logits = network(embedding, points, labels, box)[0]
-        masks.append(network.to_original(logits, slice_.shape)[0] > 0)
+        logits.append(network(embedding, points, labels, box)[0, 0])
     result = np.zeros(array.shape, dtype=np.uint8)
-    result[..., frame] = combine_masks(torch.stack(masks).cpu().numpy(), values)
+    result[..., frame] = network.label_map(torch.stack(logits), slice_.shape, values)
     result = result.reshape(volume.array.shape)
     out = save_nifti(result, volume.affine, output, zooms=volume.zooms)
     logger.info("segmented frame %d of %s (classes %s) -> %s", frame, image, values, out)

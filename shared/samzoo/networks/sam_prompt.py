@@ -173,6 +173,13 @@ class SamPromptModel(nn.Module):
         input_size = resized_size(original_size, self.input_spec.image_size)
         return self.sam.postprocess_masks(logits[None], input_size, tuple(original_size))[0]
 
+    def label_map(self, logits: torch.Tensor, original_size: tuple[int, int], class_values: list[int]) -> np.ndarray:
+        """The (H, W) label map of one slice's mask logits (C, m, m): scaled up to the slice (:meth:`to_original`),
+        thresholded at logit 0, combined (:func:`combine_masks`). The zero-shot grid, the fine-tuned evaluation and
+        inference all use this one rule, so their results compare like with like."""
+        masks = self.to_original(logits.float(), original_size) > 0
+        return combine_masks(masks.cpu().numpy(), class_values)
+
 
 def combine_masks(masks: torch.Tensor | np.ndarray, class_values: list[int]) -> np.ndarray:
     """One label map (H, W) from per-class binary masks (C, H, W), painted in ``class_values`` order.

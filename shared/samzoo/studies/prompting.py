@@ -14,7 +14,7 @@ and ``metrics.csv`` (every slice row, with the configuration and repeat).
 Command line::
 
     python -m samzoo.studies.prompting DATALIST OUT_DIR [--split test] [--backbone lite_medsam]
-        [--cache_dir DIR] [--repeats 5] [--num_patients N] [--decoder_checkpoint FILE]
+        [--cache_dir DIR] [--repeats 5] [--num_volumes N] [--decoder_checkpoint FILE]
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from ..metrics import evaluate_items
 from ..metrics.evaluation import classes_from_labels
 from ..metrics.report import write_csv
 from ..metrics.rows import ROW_FIELDS, counted
-from ..networks.sam_prompt import SamPromptModel, combine_masks
+from ..networks.sam_prompt import SamPromptModel
 from ..transforms.sam_prompt import (
     CachedEmbeddingd,
     LoadSliced,
     SamInputd,
     SamplePromptsd,
-    select_patients,
+    select_volumes,
     slice_samples,
 )
 
@@ -114,15 +114,14 @@ def evaluate_slices(
 @torch.no_grad()
 def predict(model: SamPromptModel, sample: Mapping[str, Any], class_values: Sequence[int]) -> np.ndarray:
     """The (H, W) label map of one prepared sample (embedding as ``image``, prompts; see :mod:`samzoo.transforms.
-    sam_prompt`): each class decoded separately, thresholded at logit 0, combined."""
+    sam_prompt`): each class decoded separately, then :meth:`SamPromptModel.label_map`."""
     logits = model(
         sample["image"][None],
         sample["points"][None],
         sample["point_labels"][None],
         sample["boxes"][None] if "boxes" in sample else None,
     )[0]
-    masks = model.to_original(logits, tuple(int(s) for s in sample["original_size"])) > 0
-    return combine_masks(masks.cpu().numpy(), list(class_values))
+    return model.label_map(logits, tuple(int(s) for s in sample["original_size"]), list(class_values))
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
@@ -235,12 +234,12 @@ def main(
     cache_dir: str | None = None,
     repeats: int = 5,
     seed: int = 0,
-    num_patients: int | None = None,
+    num_volumes: int | None = None,
 ) -> str:
-    """Run the full grid on one split of a cine datalist; return the path of ``results.csv``."""
+    """Run the full grid on one split of a cine datalist (``num_volumes`` ED/ES volumes of it, drawn by patient with
+    :func:`~samzoo.transforms.sam_prompt.select_volumes`); return the path of ``results.csv``."""
     classes = classes_from_labels(datalist_info(datalist)["labels"])
-    items = select_patients(load_datalist(datalist, split), num_patients, seed)
-    samples = slice_samples(items, list(classes))
+    samples = select_volumes(slice_samples(load_datalist(datalist, split), list(classes)), num_volumes, seed)
     model = SamPromptModel(backbone, checkpoint, pretrained, decoder_checkpoint)
     cache = EmbeddingCache(model.embed, model.identity, cache_dir)
     run_grid(model, samples, cache, classes, out_dir, repeats=repeats, seed=seed)

@@ -36,22 +36,30 @@ from ..prompts import has_classes, sample_prompts
 PHASE_KEYS = {"ED": "ed_frame", "ES": "es_frame"}
 
 
-def select_patients(
-    items: Sequence[Mapping[str, Any]], num_patients: int | None, seed: int = 0
-) -> list[Mapping[str, Any]]:
-    """The items of ``num_patients`` patients drawn with ``seed`` (None or more than there are: every item).
+def select_volumes(
+    samples: Sequence[Mapping[str, Any]],
+    num_volumes: int | None,
+    seed: int = 0,
+    phases: Sequence[str] = ("ED", "ES"),
+) -> list[dict[str, Any]]:
+    """The samples of ``num_volumes`` annotated volumes (patient x phase) drawn by patient with ``seed``.
 
-    Patients are sorted and permuted by ``seed``; the first ``num_patients`` are kept, so with one seed the smaller
-    sets are subsets of the larger ones (8 of 24 of all), as when annotating more volumes over time.
+    The thesis counts annotated volumes (ACDC's 160 training volumes are 80 patients x ED/ES). Patients are sorted
+    and permuted by ``seed``; their volumes present in ``samples`` are listed patient by patient, in ``phases``
+    order, and the first ``num_volumes`` are kept. Both phases of a patient therefore go together (an odd number
+    takes one phase of the last patient), and with one seed the smaller sets are subsets of the larger ones, as when
+    annotating more volumes over time. None or more than there are keeps every volume. ``index`` is renumbered to
+    the position in the returned list.
     """
-    patients = sorted({item["patient_id"] for item in items})
-    if num_patients is None or num_patients >= len(patients):
-        return list(items)
-    if num_patients < 1:
-        raise ValueError(f"num_patients must be at least 1, got {num_patients}")
+    present = {(sample["patient_id"], sample["phase"]) for sample in samples}
+    patients = sorted({patient for patient, _ in present})
+    if num_volumes is not None and num_volumes < 1:
+        raise ValueError(f"num_volumes must be at least 1, got {num_volumes}")
     order = np.random.default_rng(seed).permutation(len(patients))
-    kept = {patients[i] for i in order[:num_patients]}
-    return [item for item in items if item["patient_id"] in kept]
+    volumes = [(patients[i], phase) for i in order for phase in phases if (patients[i], phase) in present]
+    kept = set(volumes[:num_volumes])
+    chosen = [sample for sample in samples if (sample["patient_id"], sample["phase"]) in kept]
+    return [dict(sample, index=index) for index, sample in enumerate(chosen)]
 
 
 def slice_samples(
