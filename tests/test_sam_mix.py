@@ -3,14 +3,17 @@
 import json
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
-from monai.bundle import run
+from monai.bundle import ConfigParser, run
 from monai.losses import FocalLoss
 from samzoo.data.datalist import load_datalist
+from samzoo.data.errors import DataError
 from samzoo.data.semi_supervised import LabelledBatchSampler, SemiSupervisedSlices, select_labelled
 from samzoo.engine import recalibrate_batch_norm
-from samzoo.engine.sam_mix import SamMixLoss, SamMixPrepareBatch
+from samzoo.engine.sam_mix import SamMixLoss, SamMixPrepareBatch, inference_items
 from samzoo.networks.resnet38 import ResNet38
 from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix
 from samzoo.transforms.ct import CTSliceDataset, ct_volume_transforms
@@ -208,3 +211,71 @@ def test_report_scores_the_middle_slices_in_ras_order(tmp_path):
     # from superior to inferior the indices 4..6
     assert report._scored_slices("up") == range(3, 6)
     assert report._scored_slices("down") == range(4, 7)
+
+
+def _ct(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> str:
+    """Write a small CT volume (HU) for the inference tests; return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array.astype(np.float32), np.eye(4) if affine is None else affine), path)
+    return str(path)
+
+
+def _data_error(error: BaseException) -> DataError:
+    """The DataError behind an exception (the config parser wraps what an expression raises)."""
+    while not isinstance(error, DataError):
+        assert error.__cause__ is not None, f"no DataError behind {error!r}"
+        error = error.__cause__
+    return error
+
+
+def test_inference_takes_one_path_or_a_list(tmp_path):
+    one, two = _ct(tmp_path / "a.nii.gz", np.zeros((4, 4, 3))), _ct(tmp_path / "b.nii", np.zeros((4, 4, 3)))
+    assert inference_items(one) == [{"image": one}]
+    assert inference_items([one, two], dataset_dir="/elsewhere") == [{"image": one}, {"image": two}]
+    # through inference.json, as fire passes `--input_files a.nii.gz`
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "sam_mix" / "configs" / "inference.json"))
+    parser.update({"input_files": one})
+    assert parser.get_parsed_content("items") == [{"image": one}]
+
+
+def test_inference_defaults_to_the_test_split_of_a_prepared_folder(demo, tmp_path):
+    prepared = demo / "demo_ct" / "prepared"
+    test = [{"image": item["image"]} for item in load_datalist(prepared / "datalist.json", "test")]
+    assert len(test) == 2
+    for bundle in ("sam_mix", "sam_pp"):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+        parser.update({"dataset_dir": str(prepared)})
+        assert parser.get_parsed_content("items") == test
+    assert inference_items([], prepared / "datalist.json") == test
+    # any other folder: the NIfTI files directly in it
+    files = [_ct(tmp_path / name, np.zeros((4, 4, 3))) for name in ("b.nii.gz", "a.nii")]
+    (tmp_path / "notes.txt").write_text("not an image")
+    _ct(tmp_path / "sub" / "c.nii.gz", np.zeros((4, 4, 3)))
+    assert inference_items("", tmp_path) == [{"image": f} for f in sorted(files)]
+
+
+def test_inference_without_any_volume_says_so(tmp_path):
+    with pytest.raises(DataError, match="no input volume: set input_files"):
+        inference_items([], "")
+    (tmp_path / "cases" / "case1").mkdir(parents=True)  # TotalSegmentator's raw layout: no file at the top
+    with pytest.raises(DataError, match=r"holds neither a datalist\.json") as error:
+        inference_items([], tmp_path / "cases")
+    assert error.value.path == tmp_path / "cases"
+
+
+@pytest.mark.parametrize("problem", ["nan", "same_name"])
+def test_bad_inference_input_stops_before_anything_is_written(tmp_path, problem):
+    good = _ct(tmp_path / "s0001" / "ct.nii.gz", np.zeros((4, 4, 3)))
+    if problem == "nan":
+        volume = np.zeros((4, 4, 3))
+        volume[1, 2, 0] = np.nan
+        bad, message = _ct(tmp_path / "nan_ct.nii.gz", volume), "contains 1 NaN or infinite voxel"
+    else:
+        bad, message = _ct(tmp_path / "s0002" / "ct.nii.gz", np.zeros((4, 4, 3))), "has the same name as"
+    config = str(REPO / "bundles" / "sam_mix" / "configs" / "inference.json")
+    with pytest.raises(Exception) as error:
+        run(config_file=config, bundle_root=str(tmp_path / "bundle"), input_files=[good, bad], image_size=64)
+    assert _data_error(error.value).path == Path(bad) and message in str(_data_error(error.value))
+    assert not (tmp_path / "bundle" / "runs").exists()

@@ -2,7 +2,8 @@
 
 Training works on 2D slices (:class:`SamMixPrepareBatch`, :class:`SamMixLoss`); evaluation and inference run the
 slice network over whole CT volumes (:class:`SliceBatchInferer`) and write the shared metrics report with the slice
-classification accuracy (:class:`SamMixReport`) or the per-slice presence probabilities (:class:`PresenceWriter`).
+classification accuracy (:class:`SamMixReport`) or the per-slice presence probabilities (:class:`PresenceWriter`) of
+the volumes :func:`inference_items` lists.
 """
 
 from __future__ import annotations
@@ -23,14 +24,23 @@ from monai.inferers import Inferer
 from monai.losses import DiceLoss, FocalLoss
 from torch import nn
 
-from ..data.nifti import nifti_stem
+from ..data.datalist import load_datalist
+from ..data.errors import DataError
+from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem
 from ..metrics import evaluate_items, results_table, write_report
 from ..metrics.figures import write_figures
 from ..transforms.ct import middle_slice_range
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PresenceWriter", "SamMixLoss", "SamMixPrepareBatch", "SamMixReport", "SliceBatchInferer"]
+__all__ = [
+    "PresenceWriter",
+    "SamMixLoss",
+    "SamMixPrepareBatch",
+    "SamMixReport",
+    "SliceBatchInferer",
+    "inference_items",
+]
 
 
 class SamMixPrepareBatch(PrepareBatch):
@@ -192,6 +202,41 @@ class SamMixReport:
         if nib.aff2axcodes(label.affine)[-1] == "I":
             return range(depth - band.stop, depth - band.start)
         return band
+
+
+def inference_items(
+    input_files: str | Path | Sequence[str | Path], dataset_dir: str | Path = ""
+) -> list[dict[str, str]]:
+    """Items ``{"image": path}`` of the CT volumes to segment, every one checked before any output is written.
+
+    ``input_files`` is a path or a list of paths (``--input_files ct.nii.gz`` arrives as one string). Without it,
+    the volumes are those of ``dataset_dir``: the test split of its ``datalist.json`` when it is a folder written by
+    ``samzoo prepare`` (or that datalist itself; prepared CTs may stay in their source folder, so ``images/`` does
+    not hold them all), otherwise every ``.nii``/``.nii.gz`` file directly in it. Raises :class:`DataError` when
+    there is no volume, two volumes share a file name (their outputs would overwrite each other), or one cannot be
+    read or holds NaN (:func:`~samzoo.data.nifti.load_nifti`).
+    """
+    if isinstance(input_files, (str, Path)):
+        input_files = [input_files] if str(input_files) else []
+    files = [Path(f) for f in input_files] or _dataset_volumes(dataset_dir)
+    check_distinct_stems(files)
+    for file in files:
+        load_nifti(file)
+    return [{"image": str(file)} for file in files]
+
+
+def _dataset_volumes(dataset_dir: str | Path) -> list[Path]:
+    """The volumes :func:`inference_items` takes from ``dataset_dir`` when no input file is given."""
+    if not str(dataset_dir):
+        raise DataError(None, "no input volume: set input_files to one or more CT files, or dataset_dir to a folder")
+    path = Path(dataset_dir)
+    if path.is_dir() and not (path / "datalist.json").is_file():
+        files = sorted(f for f in path.iterdir() if f.is_file() and f.name.endswith((".nii", ".nii.gz")))
+        if not files:
+            raise DataError(path, "holds neither a datalist.json (written by samzoo prepare) nor .nii/.nii.gz files")
+        return files
+    datalist = path / "datalist.json" if path.is_dir() else path
+    return [Path(item["image"]) for item in load_datalist(datalist, "test")]
 
 
 class PresenceWriter:
