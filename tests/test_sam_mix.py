@@ -13,7 +13,7 @@ from samzoo.data.datalist import load_datalist
 from samzoo.data.errors import DataError
 from samzoo.data.semi_supervised import LabelledBatchSampler, SemiSupervisedSlices, select_labelled
 from samzoo.engine import recalibrate_batch_norm
-from samzoo.engine.sam_mix import SamMixLoss, SamMixPrepareBatch, inference_items
+from samzoo.engine.sam_mix import PresenceWriter, SamMixLoss, SamMixPrepareBatch, inference_items
 from samzoo.networks.resnet38 import ResNet38
 from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix
 from samzoo.transforms.ct import CTSliceDataset, ct_volume_transforms
@@ -172,7 +172,7 @@ def test_bundle_trains_evaluates_and_infers(demo, bundle):
     source, mask = nib.load(volume), nib.load(out / f"{name}_liver.nii.gz")
     assert mask.shape == source.shape and abs(mask.affine - source.affine).max() < 1e-4
     rows = (out / f"{name}_presence.csv").read_text().splitlines()
-    assert rows[0] == "slice_index,presence_probability" and len(rows) == source.shape[2] + 1
+    assert rows[0] == "slice_index,file_slice_index,presence_probability" and len(rows) == source.shape[2] + 1
     assert (out / f"{name}_cam.png").is_file()
 
 
@@ -279,3 +279,24 @@ def test_bad_inference_input_stops_before_anything_is_written(tmp_path, problem)
         run(config_file=config, bundle_root=str(tmp_path / "bundle"), input_files=[good, bad], image_size=64)
     assert _data_error(error.value).path == Path(bad) and message in str(_data_error(error.value))
     assert not (tmp_path / "bundle" / "runs").exists()
+
+
+def test_presence_rows_name_the_slice_of_the_input_file(tmp_path):
+    """A CT stored from superior to inferior: the network's RAS slice z is slice depth - 1 - z of the file."""
+    from types import SimpleNamespace
+
+    volume = np.full((6, 5, 4), -1000.0)
+    volume[..., 1] = 100.0  # one bright slice, the second of the file
+    path = _ct(tmp_path / "down.nii.gz", volume, np.diag([1.0, 1.0, -2.5, 1.0]))
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "sam_mix" / "configs" / "inference.json"))
+    image = parser.get_parsed_content("preprocessing")({"image": path})["image"]
+    prob = image[0].mean(dim=(0, 1))  # stands in for the network: the bright slice scores highest
+    engine = SimpleNamespace(state=SimpleNamespace(batch=[{"image": image}], output=[{"prob": prob}]))
+    PresenceWriter(tmp_path / "out")(engine)
+    rows = (tmp_path / "out" / "down_presence.csv").read_text().splitlines()
+    assert rows[0] == "slice_index,file_slice_index,presence_probability"
+    table = [row.split(",") for row in rows[1:]]
+    assert [(int(z), int(k)) for z, k, _ in table] == [(0, 3), (1, 2), (2, 1), (3, 0)]
+    brightest = max(table, key=lambda row: float(row[2]))
+    assert brightest[:2] == ["2", "1"]
