@@ -1,10 +1,12 @@
-"""On/off options from the command line: fire passes ``--resume false`` as the string "false", which is true."""
+"""Options from the command line: fire passes ``--resume false`` as the string "false", which is true, and
+``--max_boxes null`` as the string "null"."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import fire
 import pytest
 from monai.bundle import ConfigParser
 from samzoo.options import flag, optional
@@ -98,3 +100,34 @@ def test_sam_prompt_reads_null_from_the_command_line_as_unset():
     inference.update({"decoder_checkpoint": "null", "backbone_checkpoint": "null"})
     assert inference.get_parsed_content("network_def#decoder_checkpoint") is None
     assert inference.get_parsed_content("network_def#checkpoint") is None
+
+
+def _command_line(*argv: str) -> dict[str, object]:
+    """The overrides ``python -m monai.bundle run ARGV`` receives: fire parses the command line, as there."""
+    overrides: dict[str, object] = {}
+    fire.Fire(lambda **kwargs: overrides.update(kwargs), command=list(argv))
+    return overrides
+
+
+@pytest.mark.parametrize("bundle", ["sam_mix", "sam_pp"])
+def test_null_on_the_command_line_unsets_the_ct_options(bundle):
+    overrides = _command_line(
+        "--max_boxes", "null", "--backbone_checkpoint", "null", "--slice_fraction", "null",
+        "--eval_slice_fraction", "null",
+    )  # fmt: skip
+    assert overrides["max_boxes"] == "null"  # what the configs must read as None
+    configs = BUNDLES / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "evaluate.json")])
+    parser.update(overrides)
+    for unset in ("network_def#max_boxes", "network_def#checkpoint", "validate#handlers#2#slice_fraction"):
+        assert parser.get_parsed_content(unset) is None, unset
+    for whole_volumes in ("volume_transforms", "validate#preprocessing"):
+        names = [type(t).__name__ for t in parser.get_parsed_content(whole_volumes).transforms]
+        assert "MiddleSlicesd" not in names and "Resized" in names
+    inference = ConfigParser()
+    inference.read_config(str(configs / "inference.json"))
+    inference.update(_command_line("--max_boxes", "null"))
+    assert inference.get_parsed_content("network_def#max_boxes") is None
+    inference.update(_command_line("--max_boxes", "2"))
+    assert inference.get_parsed_content("network_def#max_boxes") == 2

@@ -2,7 +2,8 @@
 
 Training works on 2D slices (:class:`SamMixPrepareBatch`, :class:`SamMixLoss`); evaluation and inference run the
 slice network over whole CT volumes (:class:`SliceBatchInferer`) and write the shared metrics report with the slice
-classification accuracy (:class:`SamMixReport`) or the per-slice presence probabilities (:class:`PresenceWriter`).
+classification accuracy (:class:`SamMixReport`) or the per-slice presence probabilities (:class:`PresenceWriter`) of
+the volumes :func:`inference_items` lists.
 """
 
 from __future__ import annotations
@@ -18,19 +19,29 @@ import nibabel as nib
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.data import MetaTensor
 from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
 from monai.losses import DiceLoss, FocalLoss
 from torch import nn
 
-from ..data.nifti import nifti_stem
+from ..data.datalist import load_datalist
+from ..data.errors import DataError
+from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem
 from ..metrics import evaluate_items, results_table, write_report
 from ..metrics.figures import write_figures
 from ..transforms.ct import middle_slice_range
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PresenceWriter", "SamMixLoss", "SamMixPrepareBatch", "SamMixReport", "SliceBatchInferer"]
+__all__ = [
+    "PresenceWriter",
+    "SamMixLoss",
+    "SamMixPrepareBatch",
+    "SamMixReport",
+    "SliceBatchInferer",
+    "inference_items",
+]
 
 
 class SamMixPrepareBatch(PrepareBatch):
@@ -194,10 +205,59 @@ class SamMixReport:
         return band
 
 
+def inference_items(
+    input_files: str | Path | Sequence[str | Path], dataset_dir: str | Path = ""
+) -> list[dict[str, str]]:
+    """Items ``{"image": path}`` of the CT volumes to segment, every one checked before any output is written.
+
+    ``input_files`` is a path or a list of paths (``--input_files ct.nii.gz`` arrives as one string). Without it,
+    the volumes are those of ``dataset_dir``: the test split of its ``datalist.json`` when it is a folder written by
+    ``samzoo prepare`` (or that datalist itself; prepared CTs may stay in their source folder, so ``images/`` does
+    not hold them all), otherwise every ``.nii``/``.nii.gz`` file directly in it. Raises :class:`DataError` when
+    there is no volume, two volumes share a file name (their outputs would overwrite each other), or one cannot be
+    read or holds NaN (:func:`~samzoo.data.nifti.load_nifti`).
+    """
+    if isinstance(input_files, (str, Path)):
+        input_files = [input_files] if str(input_files) else []
+    files = [Path(f) for f in input_files] or _dataset_volumes(dataset_dir)
+    check_distinct_stems(files)
+    for file in files:
+        load_nifti(file)
+    return [{"image": str(file)} for file in files]
+
+
+def _dataset_volumes(dataset_dir: str | Path) -> list[Path]:
+    """The volumes :func:`inference_items` takes from ``dataset_dir`` when no input file is given."""
+    if not str(dataset_dir):
+        raise DataError(None, "no input volume: set input_files to one or more CT files, or dataset_dir to a folder")
+    path = Path(dataset_dir)
+    if path.is_dir() and not (path / "datalist.json").is_file():
+        files = sorted(f for f in path.iterdir() if f.is_file() and f.name.endswith((".nii", ".nii.gz")))
+        if not files:
+            raise DataError(path, "holds neither a datalist.json (written by samzoo prepare) nor .nii/.nii.gz files")
+        return files
+    datalist = path / "datalist.json" if path.is_dir() else path
+    return [Path(item["image"]) for item in load_datalist(datalist, "test")]
+
+
+def _file_slice_indices(image: MetaTensor, depth: int) -> np.ndarray:
+    """For each RAS axial slice 0..depth-1 of a volume loaded and reoriented by the inference preprocessing, its
+    index in the input file along the file's axis closest to inferior-superior (reorienting only permutes and
+    flips axes, so that axis has ``depth`` slices and runs the other way when the file stores superior first)."""
+    ornt = nib.io_orientation(np.asarray(image.meta["original_affine"], dtype=np.float64))
+    axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])
+    indices = np.arange(depth)
+    return indices[::-1] if ornt[axis, 1] < 0 else indices
+
+
 class PresenceWriter:
-    """Inference handler: for each volume write ``<name>_presence.csv`` (axial slice index in RAS order, inferior
-    to superior, and presence probability) and, with ``save_cam``, ``<name>_cam.png``, the CAM of every slice
-    classed positive beside the slice itself."""
+    """Inference handler: for each volume write ``<name>_presence.csv`` and, with ``save_cam``, ``<name>_cam.png``,
+    the CAM of every slice classed positive beside the slice itself.
+
+    The network sees the axial slices in RAS order (inferior to superior), so the CSV's ``slice_index`` and the
+    CAM image count in that order; ``file_slice_index`` is the same slice's index in the input file, the grid of
+    the written mask (see :func:`_file_slice_indices`).
+    """
 
     def __init__(
         self, output_dir: str | Path, save_cam: bool = False, threshold: float = 0.5, prob_key: str = "prob"
@@ -215,14 +275,15 @@ class PresenceWriter:
         for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
             name = _source_name(batch)
             prob = output[self.prob_key].detach().cpu().numpy()
+            in_file = _file_slice_indices(batch["image"], len(prob))
             with open(self.output_dir / f"{name}_presence.csv", "w", newline="") as f:
                 writer = csv.writer(f)
-                writer.writerow(["slice_index", "presence_probability"])
-                writer.writerows((z, f"{p:.6f}") for z, p in enumerate(prob))
+                writer.writerow(["slice_index", "file_slice_index", "presence_probability"])
+                writer.writerows((z, in_file[z], f"{p:.6f}") for z, p in enumerate(prob))
             if self.save_cam:
-                self._plot(batch["image"], output["cam"], prob, self.output_dir / f"{name}_cam.png")
+                self._plot(batch["image"], output["cam"], prob, in_file, self.output_dir / f"{name}_cam.png")
 
-    def _plot(self, image: torch.Tensor, cam: torch.Tensor, prob: np.ndarray, path: Path) -> None:
+    def _plot(self, image: torch.Tensor, cam: torch.Tensor, prob: np.ndarray, in_file: np.ndarray, path: Path) -> None:
         """Rows of (slice, CAM) pairs for the positive slices (model grid, RAS, displayed with rows as y)."""
         import matplotlib
 
@@ -234,7 +295,7 @@ class PresenceWriter:
         for row, z in zip(axes, shown, strict=False):
             row[0].imshow(image[0, ..., z].detach().cpu().T, cmap="gray", origin="lower")
             row[1].imshow(cam[0, ..., z].detach().cpu().float().T, cmap="jet", origin="lower")
-            row[0].set_title(f"slice {z}, p = {prob[z]:.2f}", fontsize=8)
+            row[0].set_title(f"slice {z} (file slice {in_file[z]}), p = {prob[z]:.2f}", fontsize=8)
         for ax in axes.flat:
             ax.axis("off")
         fig.tight_layout()
