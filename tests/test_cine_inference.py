@@ -1,10 +1,13 @@
-"""Cine inference: phase-grouped prediction."""
+"""Cine inference: phase-grouped prediction and output geometry."""
 
 from __future__ import annotations
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
-from samzoo.engine import PhaseGroupInferer, ViewPromptInferer
+from samzoo.data.nifti import save_nifti
+from samzoo.engine import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer
 from samzoo.transforms import phase_group_count, sample_phase_indices
 
 
@@ -71,3 +74,23 @@ def test_all_frames_at_once_without_num_phases_and_view_for_every_group():
     ViewPromptInferer("LAX", num_phases=15)(_cine(30, batch=3), network)
     assert len(network.clips) == 2
     assert all(kwargs["view"].tolist() == [1, 1, 1] for kwargs in network.kwargs)
+
+
+def _write(path, shape, zooms):
+    affine = np.diag([zooms[0], zooms[1], zooms[2] if len(shape) == 4 else 1.0, 1.0])
+    return save_nifti(np.zeros(shape, dtype=np.float32), affine, path, zooms=zooms)
+
+
+@pytest.mark.parametrize(("shape", "zooms"), [((6, 5, 4), (1.5, 1.25, 33.0)), ((6, 5, 3, 4), (1.5, 1.25, 8.0, 33.0))])
+def test_masks_keep_the_input_voxel_sizes_and_frame_interval(tmp_path, shape, zooms):
+    cine = _write(tmp_path / "in" / "cine.nii.gz", shape, zooms)
+    pred_dir = tmp_path / "pred"
+    slice_shape = shape[:2] + shape[-1:]
+    names = ["cine"] if len(shape) == 3 else [f"cine_s{z:02d}" for z in range(shape[2])]
+    for name in names:
+        save_nifti(np.full(slice_shape, 2, dtype=np.uint8), np.eye(4), pred_dir / f"{name}.nii.gz")
+    (out,) = CineMaskAssembler([cine], pred_dir, tmp_path / "out")()
+    mask = nib.load(str(out))
+    assert mask.shape == shape
+    np.testing.assert_allclose(mask.header.get_zooms(), zooms)
+    np.testing.assert_allclose(mask.affine, nib.load(str(cine)).affine)

@@ -2,7 +2,7 @@
 
 The network works on one slice's cine at a time. A stack is split into per-slice cines (written to a work folder
 with each slice's own geometry, as ``samzoo prepare`` does), every slice is predicted, and
-:class:`CineMaskAssembler` puts the slice masks back into one file with the input's shape and affine.
+:class:`CineMaskAssembler` puts the slice masks back into one file with the input's shape and geometry.
 :class:`PhaseGroupInferer` predicts a cine in interleaved groups of frames spaced as in training;
 :class:`ViewPromptInferer` adds the view prompt of the request, the same for every cine, so the pipeline also runs
 where the inferer only receives the image (MONAI Label).
@@ -97,7 +97,8 @@ class CineMaskAssembler:
     """When inference completes, write ``<output_dir>/<input name><postfix>.nii.gz`` for every input file.
 
     Slice predictions are read from ``pred_dir`` (named after the per-slice files) and stacked back to
-    (H, W, Z, T) for stacks; the input's affine is kept, so the mask overlays the input in any viewer.
+    (H, W, Z, T) for stacks; the input's affine and voxel sizes (the frame interval included) are kept, so the mask
+    overlays the input in any viewer and keeps its timing.
     """
 
     def __init__(
@@ -127,7 +128,7 @@ class CineMaskAssembler:
             out = self.output_dir / f"{stem}{self.postfix}.nii.gz"
             if out.resolve() == file.resolve():
                 raise DataError(out, "the mask would overwrite its input; choose another output_dir or postfix")
-            written.append(save_nifti(mask.astype(np.uint8), vol.affine, out))
+            written.append(save_nifti(mask.astype(np.uint8), vol.affine, out, zooms=vol.zooms))
             logger.info("mask of %s written to %s", file, out)
         return written
 
