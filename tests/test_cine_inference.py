@@ -1,4 +1,4 @@
-"""Cine inference: phase-grouped prediction and output geometry."""
+"""Cine inference: phase-grouped prediction, output geometry and input naming."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from samzoo.data.errors import DataError
 from samzoo.data.nifti import save_nifti
-from samzoo.engine import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer
+from samzoo.engine import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer, expand_cine_inputs
 from samzoo.transforms import phase_group_count, sample_phase_indices
 
 
@@ -94,3 +95,13 @@ def test_masks_keep_the_input_voxel_sizes_and_frame_interval(tmp_path, shape, zo
     assert mask.shape == shape
     np.testing.assert_allclose(mask.header.get_zooms(), zooms)
     np.testing.assert_allclose(mask.affine, nib.load(str(cine)).affine)
+
+
+def test_inputs_with_the_same_name_are_refused_before_writing(tmp_path):
+    first = _write(tmp_path / "a" / "cine.nii.gz", (6, 5, 3, 4), (1.0, 1.0, 8.0, 33.0))
+    second = _write(tmp_path / "b" / "cine.nii.gz", (6, 5, 3, 4), (1.0, 1.0, 8.0, 33.0))
+    work_dir = tmp_path / "work"
+    with pytest.raises(DataError, match=r"b/cine\.nii\.gz: has the same name as .*a/cine\.nii\.gz"):
+        expand_cine_inputs([first, second], work_dir)
+    assert not work_dir.exists()
+    assert len(expand_cine_inputs([first], work_dir)) == 3

@@ -21,7 +21,7 @@ from ignite.engine import Engine, Events
 from monai.inferers import Inferer
 
 from ..data.errors import DataError
-from ..data.nifti import load_nifti, nifti_stem, save_nifti
+from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem, save_nifti
 from ..data.prepare.cardiac import slice_affine
 from ..transforms.cine import phase_group_count
 from ..transforms.supervision import view_index
@@ -30,11 +30,16 @@ logger = logging.getLogger(__name__)
 
 
 def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> list[dict[str, Any]]:
-    """Items for the inference pipeline: a (H, W, T) file as it is, a (H, W, Z, T) file split into Z slice files."""
+    """Items for the inference pipeline: a (H, W, T) file as it is, a (H, W, Z, T) file split into Z slice files.
+
+    Outputs are named after the inputs' file names, so inputs that share one (``a/cine.nii.gz``, ``b/cine.nii.gz``)
+    are refused with :class:`DataError` before anything is written.
+    """
     if isinstance(files, (str, Path)):
         files = [files]
     if not files:
         raise DataError(None, "no input files given (set input_files to one or more NIfTI cines)")
+    check_distinct_stems(files)
     work_dir = Path(work_dir)
     items = []
     for file in map(Path, files):
