@@ -150,6 +150,22 @@ def test_checkpoints_are_read_without_unpickling_code(tmp_path: Path):
         read_checkpoint(path)
 
 
+def test_truncated_download_names_the_file_and_the_official_copy(tiny_checkpoint, tmp_path: Path):
+    source, _ = tiny_checkpoint
+    data = source.read_bytes()
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"sam_vit_b_01ec64\.pth: .*incomplete or damaged download") as caught:
+        build_backbone("vit_b", checkpoint=path, pretrained=True)
+    message = str(caught.value)
+    assert f"has 375,042,383 bytes (this file {len(data) // 2:,})" in message
+    assert "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth" in message
+    assert "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912" in message
+    # Without registry data the file is still named.
+    with pytest.raises(DataError, match=r"sam_vit_b_01ec64\.pth: torch\.load.*cannot read it"):
+        read_checkpoint(path)
+
+
 def test_vit_b_shaped_checkpoint_loads_into_the_cmr_grid(tmp_path: Path):
     torch.manual_seed(0)
     source = build_sam_vit(SMALL_VIT_B)

@@ -2,7 +2,7 @@
 
 from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
 from .checkpoints import AtomicDiskSaver, CheckpointSaver, ResumeFromLatestCheckpoint, latest_checkpoint
-from .cine_inference import CineMaskAssembler, ViewPromptInferer, expand_cine_inputs
+from .cine_inference import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer, expand_cine_inputs
 from .progress import TrainingProgress
 from .report import EvaluationReport, LearningCurves
 from .training_log import TrainingLog
@@ -14,6 +14,7 @@ __all__ = [
     "CineMaskAssembler",
     "EvaluationReport",
     "LearningCurves",
+    "PhaseGroupInferer",
     "ResumeFromLatestCheckpoint",
     "TrainingLog",
     "TrainingProgress",

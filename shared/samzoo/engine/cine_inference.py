@@ -2,9 +2,10 @@
 
 The network works on one slice's cine at a time. A stack is split into per-slice cines (written to a work folder
 with each slice's own geometry, as ``samzoo prepare`` does), every slice is predicted, and
-:class:`CineMaskAssembler` puts the slice masks back into one file with the input's shape and affine.
-:class:`ViewPromptInferer` gives the network the view prompt of the request, the same for every cine, so the
-pipeline also runs where the inferer only receives the image (MONAI Label).
+:class:`CineMaskAssembler` puts the slice masks back into one file with the input's shape and geometry.
+:class:`PhaseGroupInferer` predicts a cine in interleaved groups of frames spaced as in training;
+:class:`ViewPromptInferer` adds the view prompt of the request, the same for every cine, so the pipeline also runs
+where the inferer only receives the image (MONAI Label).
 """
 
 from __future__ import annotations
@@ -17,22 +18,28 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.inferers import SimpleInferer
+from monai.inferers import Inferer
 
 from ..data.errors import DataError
-from ..data.nifti import load_nifti, nifti_stem, save_nifti
+from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem, save_nifti
 from ..data.prepare.cardiac import slice_affine
+from ..transforms.cine import phase_group_count
 from ..transforms.supervision import view_index
 
 logger = logging.getLogger(__name__)
 
 
 def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> list[dict[str, Any]]:
-    """Items for the inference pipeline: a (H, W, T) file as it is, a (H, W, Z, T) file split into Z slice files."""
+    """Items for the inference pipeline: a (H, W, T) file as it is, a (H, W, Z, T) file split into Z slice files.
+
+    Outputs are named after the inputs' file names, so inputs that share one (``a/cine.nii.gz``, ``b/cine.nii.gz``)
+    are refused with :class:`DataError` before anything is written.
+    """
     if isinstance(files, (str, Path)):
         files = [files]
     if not files:
         raise DataError(None, "no input files given (set input_files to one or more NIfTI cines)")
+    check_distinct_stems(files)
     work_dir = Path(work_dir)
     items = []
     for file in map(Path, files):
@@ -49,17 +56,39 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> lis
     return items
 
 
-class ViewPromptInferer(SimpleInferer):
-    """Run ``network(image, view)`` with one view prompt for the whole batch (B, 1, H, W, T).
+class PhaseGroupInferer(Inferer):
+    """Predict whole cines (B, C, H, W, T) as interleaved clips with the temporal spacing of training.
+
+    Training clips hold ``num_phases`` phases spread over the cycle, so the temporal attention learns neighbours
+    about ``T / num_phases`` frames apart. The frames are split into ``k`` groups ``g, g + k, g + 2k, ...``
+    (:func:`~samzoo.transforms.cine.phase_group_count`), each group is one call of ``network`` with the other
+    arguments unchanged, and the outputs are put back at their frames, so every frame is predicted exactly once.
+    ``num_phases=None`` predicts all frames in one call.
+    """
+
+    def __init__(self, num_phases: int | None = 15) -> None:
+        super().__init__()
+        self.num_phases = num_phases
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        frames = inputs.shape[-1]
+        groups = phase_group_count(frames, self.num_phases)
+        outputs = [network(inputs[..., g::groups], *args, **kwargs) for g in range(groups)]
+        order = torch.cat([torch.arange(g, frames, groups) for g in range(groups)])
+        return torch.cat(outputs, dim=-1)[..., torch.argsort(order).to(inputs.device)]
+
+
+class ViewPromptInferer(PhaseGroupInferer):
+    """Run ``network(image, view)`` with one view prompt for the whole batch (B, 1, H, W, T), in phase groups.
 
     MONAI Label calls ``inferer(image, network)`` with nothing else from the request, so the view comes from the
     bundle config: ``view`` is a view name, or a list of names whose first entry is the one chosen (MONAI Label's
     drop-down options, see :func:`samzoo.transforms.supervision.view_choices`). With ``prompted=False`` (a network
-    without text prompts) the network gets the image alone.
+    without text prompts) the network gets the image alone. ``num_phases`` as in :class:`PhaseGroupInferer`.
     """
 
-    def __init__(self, view: str | Sequence[str] = "SAX", prompted: bool = True) -> None:
-        super().__init__()
+    def __init__(self, view: str | Sequence[str] = "SAX", prompted: bool = True, num_phases: int | None = 15) -> None:
+        super().__init__(num_phases)
         self.view_index = view_index(view if isinstance(view, str) else view[0], "the inferer's view option")
         self.prompted = prompted
 
@@ -73,7 +102,8 @@ class CineMaskAssembler:
     """When inference completes, write ``<output_dir>/<input name><postfix>.nii.gz`` for every input file.
 
     Slice predictions are read from ``pred_dir`` (named after the per-slice files) and stacked back to
-    (H, W, Z, T) for stacks; the input's affine is kept, so the mask overlays the input in any viewer.
+    (H, W, Z, T) for stacks; the input's affine and voxel sizes (the frame interval included) are kept, so the mask
+    overlays the input in any viewer and keeps its timing.
     """
 
     def __init__(
@@ -103,7 +133,7 @@ class CineMaskAssembler:
             out = self.output_dir / f"{stem}{self.postfix}.nii.gz"
             if out.resolve() == file.resolve():
                 raise DataError(out, "the mask would overwrite its input; choose another output_dir or postfix")
-            written.append(save_nifti(mask.astype(np.uint8), vol.affine, out))
+            written.append(save_nifti(mask.astype(np.uint8), vol.affine, out, zooms=vol.zooms))
             logger.info("mask of %s written to %s", file, out)
         return written
 

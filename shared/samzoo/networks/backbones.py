@@ -13,7 +13,6 @@ ignored, and :func:`build_backbone` logs it.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -298,11 +297,12 @@ def build_backbone(
     """
     entry = backbone_entry(name)
     path = _checkpoint_path(entry, checkpoint) if pretrained else None
+    state = None if path is None else read_checkpoint(path, entry.weights)
     model = entry.builder(**kwargs)
-    if path is None:
+    if state is None:
         report = LoadReport(source=None, initialised=list(model.state_dict()))
     else:
-        report = load_pretrained(model, read_checkpoint(path), source=path)
+        report = load_pretrained(model, state, source=path)
     logger.info("%s backbone, %s", name, report.summary())
     return model, report
 
@@ -327,21 +327,42 @@ def _checkpoint_path(entry: BackboneEntry, checkpoint: str | Path | None) -> Pat
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | Path, weights: PretrainedWeights | None = None) -> dict[str, torch.Tensor]:
     """Read a state dict with ``torch.load(weights_only=True)``; ``{"model": ...}`` and ``{"state_dict": ...}``
-    wrappers are unwrapped."""
+    wrappers are unwrapped.
+
+    A file torch cannot read raises :class:`DataError` naming it: a truncated download otherwise surfaces as torch's
+    bare "PytorchStreamReader failed ...". With ``weights`` the message compares the file's size with the official
+    one and gives the URL and SHA-256 to fetch and check a fresh copy (the file is not hashed here: that would cost
+    seconds on every load).
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise DataError(
-            path, f"not a plain tensor checkpoint (refused by torch.load(weights_only=True)): {error}"
-        ) from error
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError... for unreadable files
+        raise DataError(path, _unreadable_checkpoint(path, error, weights)) from error
     for wrapper in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(path, "expected a state dict mapping names to tensors")
     return state
+
+
+def _unreadable_checkpoint(path: str | Path, error: Exception, weights: PretrainedWeights | None) -> str:
+    problem = (
+        f"torch.load(weights_only=True) cannot read it ({type(error).__name__}: {error}); it may be an incomplete or "
+        "damaged download, or not a plain tensor checkpoint"
+    )
+    if weights is None:
+        return problem
+    facts = [f"The official {weights.file_name}"]
+    if weights.num_bytes is not None:
+        facts.append(f"has {weights.num_bytes:,} bytes (this file {Path(path).stat().st_size:,})")
+    if weights.url is not None:
+        facts.append(f"is at {weights.url}")
+    if weights.sha256 is not None:
+        facts.append(f"has SHA-256 {weights.sha256}")
+    return f"{problem}. {facts[0]} {', '.join(facts[1:])}" if len(facts) > 1 else problem
 
 
 def load_pretrained(

@@ -12,6 +12,7 @@ from .cine import (
     heart_crop_box,
     label_centre,
     motion_centre,
+    phase_group_count,
     sample_phase_indices,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "heart_crop_box",
     "label_centre",
     "motion_centre",
+    "phase_group_count",
     "sample_phase_indices",
 ]

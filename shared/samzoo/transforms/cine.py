@@ -53,6 +53,7 @@ __all__ = [
     "heart_crop_box",
     "label_centre",
     "motion_centre",
+    "phase_group_count",
     "sample_phase_indices",
 ]
 
@@ -100,6 +101,23 @@ def sample_phase_indices(num_frames: int, num_phases: int, ed_frame: int, es_fra
         grid[slot] = target
         forced.append(slot)
     return np.sort(grid, kind="stable")
+
+
+def phase_group_count(num_frames: int, num_phases: int | None) -> int:
+    """How many interleaved groups a cine of ``num_frames`` is split into for prediction: ``k = max(1, round(T / P))``
+    (halves round up), group ``g`` being frames ``g, g + k, g + 2k, ...``.
+
+    Training clips sample ``P = num_phases`` phases evenly over the cycle, about ``T / P`` frames apart, so each group
+    shows the temporal attention its training spacing while every frame is still predicted once. With ``T < P``
+    (training repeats frames) or ``num_phases=None`` the whole cine is one group.
+    """
+    if num_frames < 1:
+        raise ValueError(f"need at least one frame, got {num_frames}")
+    if num_phases is None:
+        return 1
+    if num_phases < 1:
+        raise ValueError(f"num_phases must be a positive number or None, got {num_phases}")
+    return max(1, (2 * num_frames + num_phases) // (2 * num_phases))
 
 
 def _source(img: Any) -> str | None:
