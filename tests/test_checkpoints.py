@@ -109,7 +109,7 @@ def test_another_run_is_refused_naming_the_file_and_settings(tmp_path):
     message = str(error.value)
     assert error.value.path == tmp_path / "checkpoint_epoch=2.pt"
     assert "backbone: 'vit_tiny' -> 'vit_b'; seed: 0 -> 1" in message and "datalist" not in message
-    assert "--resume false" in message and "--bundle_root" in message and "--ckpt_dir" in message
+    assert "--resume false" in message and "--ckpt_dir DIR --output_dir DIR" in message
     assert _files(tmp_path) == before
 
 

@@ -156,7 +156,7 @@ class ResumeFromLatestCheckpoint:
     def _check_record(self, stored: dict[str, Any] | None) -> None:
         how = (
             "Run with --resume false to start afresh (this replaces the files in that folder), or give this run "
-            "its own --bundle_root DIR or --ckpt_dir DIR to keep both."
+            "its own folders with --ckpt_dir DIR --output_dir DIR to keep both."
         )
         if stored is None:
             raise DataError(self._path, f"this checkpoint holds no run record, so it cannot be resumed safely. {how}")
