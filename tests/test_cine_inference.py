@@ -77,14 +77,17 @@ def test_all_frames_at_once_without_num_phases_and_view_for_every_group():
     assert all(kwargs["view"].tolist() == [1, 1, 1] for kwargs in network.kwargs)
 
 
-def _write(path, shape, zooms):
+def _write(path, shape, zooms, units=("mm", "sec")):
     affine = np.diag([zooms[0], zooms[1], zooms[2] if len(shape) == 4 else 1.0, 1.0])
-    return save_nifti(np.zeros(shape, dtype=np.float32), affine, path, zooms=zooms)
+    return save_nifti(np.zeros(shape, dtype=np.float32), affine, path, zooms=zooms, units=units)
 
 
-@pytest.mark.parametrize(("shape", "zooms"), [((6, 5, 4), (1.5, 1.25, 33.0)), ((6, 5, 3, 4), (1.5, 1.25, 8.0, 33.0))])
-def test_masks_keep_the_input_voxel_sizes_and_frame_interval(tmp_path, shape, zooms):
-    cine = _write(tmp_path / "in" / "cine.nii.gz", shape, zooms)
+@pytest.mark.parametrize(
+    ("shape", "zooms", "units"),
+    [((6, 5, 4), (1.5, 1.25, 33.0), ("mm", "msec")), ((6, 5, 3, 4), (1.5, 1.25, 8.0, 0.033), ("mm", "sec"))],
+)
+def test_masks_keep_the_input_voxel_sizes_and_frame_interval(tmp_path, shape, zooms, units):
+    cine = _write(tmp_path / "in" / "cine.nii.gz", shape, zooms, units)
     pred_dir = tmp_path / "pred"
     slice_shape = shape[:2] + shape[-1:]
     names = ["cine"] if len(shape) == 3 else [f"cine_s{z:02d}" for z in range(shape[2])]
@@ -93,7 +96,8 @@ def test_masks_keep_the_input_voxel_sizes_and_frame_interval(tmp_path, shape, zo
     (out,) = CineMaskAssembler([cine], pred_dir, tmp_path / "out")()
     mask = nib.load(str(out))
     assert mask.shape == shape
-    np.testing.assert_allclose(mask.header.get_zooms(), zooms)
+    np.testing.assert_allclose(mask.header.get_zooms(), zooms, rtol=1e-6)
+    assert mask.header.get_xyzt_units() == units
     np.testing.assert_allclose(mask.affine, nib.load(str(cine)).affine)
 
 

@@ -79,6 +79,13 @@ def test_output_has_the_input_shape(prompt_files):
     assert torch.isfinite(out).all()
 
 
+def test_a_side_that_the_encoder_cannot_halve_enough_is_refused_by_name():
+    net = tiny_net()  # three U-Net levels: the token grid is 1/4 of the input
+    assert net(clip(size=20)).shape == (1, 1, 20, 20, 2)
+    with pytest.raises(ValueError, match=r"image of 18 x 18 pixels: .* multiples of 4"):
+        net(clip(size=18))
+
+
 def test_temporal_attention_mixes_frames():
     net = tiny_net().eval()
     randomise(*(block.temporal.proj for block in net.encoder.blocks))

@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from ..transforms.cine import sample_phase_indices
@@ -66,9 +65,8 @@ def _compact_item(item: dict[str, Any], dst: Path, frames: str | int, labels: se
             f"{image.array.shape} and {label.array.shape}",
         )
     name = Path(item["image"]).name
-    zooms = nib.load(str(image.path)).header.get_zooms()
-    save_nifti(to_uint8(image.array[..., keep]), image.affine, dst / "images" / name, zooms)
-    save_nifti(label.array[..., keep], label.affine, dst / "labels" / name, zooms)
+    save_nifti(to_uint8(image.array[..., keep]), image.affine, dst / "images" / name, image.zooms, image.units)
+    save_nifti(label.array[..., keep], label.affine, dst / "labels" / name, image.zooms, image.units)
     position = {frame: k for k, frame in enumerate(keep)}
     labelled = [position[f] for f in item["labelled_frames"] if f in position]
     return dict(

@@ -20,12 +20,14 @@ from .errors import DataError
 
 @dataclass
 class NiftiVolume:
-    """A NIfTI image as an array in the file's own voxel order, with its affine and voxel sizes."""
+    """A NIfTI image as an array in the file's own voxel order, with its affine, voxel sizes and their units
+    (space, time), e.g. ("mm", "sec") or ("mm", "msec")."""
 
     path: Path
     array: np.ndarray
     affine: np.ndarray
     zooms: tuple[float, ...]
+    units: tuple[str, str] = ("mm", "sec")
 
 
 def load_nifti(path: str | Path, dtype: np.dtype | type | None = np.float32, allow_nan: bool = False) -> NiftiVolume:
@@ -44,7 +46,8 @@ def load_nifti(path: str | Path, dtype: np.dtype | type | None = np.float32, all
         bad = int((~np.isfinite(array)).sum())
         raise DataError(path, f"contains {bad} NaN or infinite voxel(s)")
     zooms = tuple(float(z) for z in img.header.get_zooms())
-    return NiftiVolume(path=path, array=array, affine=np.asarray(img.affine, dtype=np.float64), zooms=zooms)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    return NiftiVolume(path=path, array=array, affine=affine, zooms=zooms, units=img.header.get_xyzt_units())
 
 
 def load_label(path: str | Path, allowed: set[int] | None = None) -> NiftiVolume:
@@ -65,12 +68,19 @@ def load_label(path: str | Path, allowed: set[int] | None = None) -> NiftiVolume
     return vol
 
 
-def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, zooms: tuple[float, ...] | None = None) -> Path:
-    """Write ``array`` atomically (temporary file, then rename); ``zooms`` sets voxel sizes beyond the affine's."""
+def save_nifti(
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | Path,
+    zooms: tuple[float, ...] | None = None,
+    units: tuple[str, str] = ("mm", "sec"),
+) -> Path:
+    """Write ``array`` atomically (temporary file, then rename); ``zooms`` sets voxel sizes beyond the affine's (a
+    cine's frame interval), in ``units`` (space, time)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
-    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_xyzt_units(*units)
     if zooms is not None:
         img.header.set_zooms(tuple(zooms)[: array.ndim])
     with atomic_path(path) as tmp:

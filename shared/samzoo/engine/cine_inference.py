@@ -133,7 +133,7 @@ class CineMaskAssembler:
             out = self.output_dir / f"{stem}{self.postfix}.nii.gz"
             if out.resolve() == file.resolve():
                 raise DataError(out, "the mask would overwrite its input; choose another output_dir or postfix")
-            written.append(save_nifti(mask.astype(np.uint8), vol.affine, out, zooms=vol.zooms))
+            written.append(save_nifti(mask.astype(np.uint8), vol.affine, out, zooms=vol.zooms, units=vol.units))
             logger.info("mask of %s written to %s", file, out)
         return written
 

@@ -125,7 +125,7 @@ def segment_file(
     result = np.zeros(array.shape, dtype=np.uint8)
     result[..., frame] = network.label_map(torch.stack(logits), slice_.shape, values)
     result = result.reshape(volume.array.shape)
-    out = save_nifti(result, volume.affine, output, zooms=volume.zooms)
+    out = save_nifti(result, volume.affine, output, zooms=volume.zooms, units=volume.units)
     logger.info("segmented frame %d of %s (classes %s) -> %s", frame, image, values, out)
     return out
 

@@ -95,6 +95,12 @@ class CMR2DTSAM(nn.Module):
         """image: (B, 1, H, W, T), H and W multiples of the encoder's downsampling; view: (B,) or (B, 1) integer view
         index (0 = SAX, 1 = LAX), required when the network has text prompts -> logits (B, 1, H, W, T)."""
         b, channels, height, width, frames = image.shape
+        step = self.encoder.downsampling
+        if height % step or width % step:
+            raise ValueError(
+                f"image of {height} x {width} pixels: this network's encoder downsamples by {step}, so both sides "
+                f"must be multiples of {step} (set roi_size accordingly)"
+            )
         x = image.permute(0, 4, 1, 2, 3).reshape(b * frames, channels, height, width)
         embedding, skips = self.encoder(x, frames)
         embedding = embedding + self.no_mask_embed.weight.reshape(1, -1, 1, 1)

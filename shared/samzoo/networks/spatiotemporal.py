@@ -109,6 +109,7 @@ class ViTSpatioTemporalEncoder(nn.Module):
         self.blocks = nn.ModuleList(SpatioTemporalBlock(b, adapter_ratio, adapter_scale) for b in encoder.blocks)
         self.neck = encoder.neck
         self.skip_channels = tuple(channels[:-1])
+        self.downsampling = 2 ** (len(channels) - 1)
         self.checkpoint_blocks = checkpoint_blocks
 
     def forward(self, frames: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -144,6 +145,7 @@ class TinyViTSpatioTemporalEncoder(nn.Module):
         )
         self.neck = encoder.neck
         self.skip_channels = (conv_stage.dim, attention_stages[0].dim)
+        self.downsampling = 4
         self.checkpoint_blocks = checkpoint_blocks
 
     def forward(self, frames: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
