@@ -27,14 +27,15 @@ CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "sam_prompt" / "confi
 
 def epoch_seconds(bundle_root: str, embedding_dir: str | None, **overrides: object) -> tuple[float, int]:
     """Wall time of one training epoch (no validation, no checkpoints) and the number of samples."""
+    handlers = json.loads(CONFIG.read_text())["train"]["handlers"]
     workflow = ConfigWorkflow(
         config_file=str(CONFIG),
         workflow_type="train",
         bundle_root=bundle_root,
         embedding_dir=embedding_dir,
         max_epochs=1,
-        val_interval=1000,
         resume=False,
+        **{"train#handlers": [h for h in handlers if h["_target_"] != "ValidationHandler"]},
         **overrides,
     )
     workflow.initialize()
