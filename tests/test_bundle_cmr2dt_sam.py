@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from causes import cause_of
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from PIL import Image
@@ -153,7 +154,5 @@ def test_paper_setting_names_the_missing_sam_checkpoint(workspace):
     parser.parse()
     with pytest.raises(RuntimeError) as info:
         parser.get_parsed_content("network_def")
-    cause = info.value.__cause__
-    while cause is not None and not isinstance(cause, FileNotFoundError):
-        cause = cause.__cause__
-    assert cause is not None and "sam_vit_h_4b8939.pth" in str(cause) and "pretrained=false" in str(cause)
+    cause = cause_of(info.value, FileNotFoundError)
+    assert "sam_vit_h_4b8939.pth" in str(cause) and "pretrained=false" in str(cause)

@@ -2,11 +2,13 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from causes import cause_of
 from monai.bundle import ConfigParser, run
 from monai.losses import FocalLoss
 from samzoo.data.datalist import load_datalist
@@ -275,14 +277,6 @@ def _ct(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> str:
     return str(path)
 
 
-def _data_error(error: BaseException) -> DataError:
-    """The DataError behind an exception (the config parser wraps what an expression raises)."""
-    while not isinstance(error, DataError):
-        assert error.__cause__ is not None, f"no DataError behind {error!r}"
-        error = error.__cause__
-    return error
-
-
 def test_inference_takes_one_path_or_a_list(tmp_path):
     one, two = _ct(tmp_path / "a.nii.gz", np.zeros((4, 4, 3))), _ct(tmp_path / "b.nii", np.zeros((4, 4, 3)))
     assert inference_items(one) == [{"image": one}]
@@ -332,14 +326,12 @@ def test_bad_inference_input_stops_before_anything_is_written(tmp_path, problem)
     config = str(REPO / "bundles" / "sam_mix" / "configs" / "inference.json")
     with pytest.raises(Exception) as error:
         run(config_file=config, bundle_root=str(tmp_path / "bundle"), input_files=[good, bad], image_size=64)
-    assert _data_error(error.value).path == Path(bad) and message in str(_data_error(error.value))
+    assert cause_of(error.value, DataError).path == Path(bad) and message in str(cause_of(error.value, DataError))
     assert not (tmp_path / "bundle" / "runs").exists()
 
 
 def test_presence_rows_name_the_slice_of_the_input_file(tmp_path):
     """A CT stored from superior to inferior: the network's RAS slice z is slice depth - 1 - z of the file."""
-    from types import SimpleNamespace
-
     volume = np.full((6, 5, 4), -1000.0)
     volume[..., 1] = 100.0  # one bright slice, the second of the file
     path = _ct(tmp_path / "down.nii.gz", volume, np.diag([1.0, 1.0, -2.5, 1.0]))
