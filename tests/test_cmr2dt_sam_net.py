@@ -22,7 +22,8 @@ from samzoo.networks import (
     split_trainable,
 )
 from samzoo.networks.attention import sam_attention, two_way_block
-from samzoo.networks.backbones import read_checkpoint, resize_abs_pos_embed
+from samzoo.networks.checkpoint import read_checkpoint
+from samzoo.networks.pos_embed import resize_abs_pos_embed
 from samzoo.networks.spatiotemporal import SpatioTemporalBlock, SpatioTemporalTinyViTBlock
 from samzoo.networks.text_prompts import encode_text_prompts
 from segment_anything.modeling.image_encoder import Attention, Block

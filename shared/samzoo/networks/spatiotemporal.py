@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .adapter import Adapter
 from .attention import TemporalAttention, sam_attention, tinyvit_window_attention
-from .backbones import resize_abs_pos_embed
+from .pos_embed import resize_abs_pos_embed
 from .unet import UNetDown
 
 
