@@ -87,6 +87,13 @@ def test_a_side_that_the_encoder_cannot_halve_enough_is_refused_by_name():
         net(clip(size=18))
 
 
+def test_an_encoder_without_spatio_temporal_blocks_is_refused_by_name():
+    sam, _ = build_backbone("vit_tiny")
+    sam.image_encoder = torch.nn.Conv2d(3, 256, kernel_size=16, stride=16)
+    with pytest.raises(TypeError, match="not Conv2d"):
+        CMR2DTSAM(sam, **TINY)
+
+
 def test_temporal_attention_mixes_frames():
     net = tiny_net().eval()
     randomise(*(block.temporal.proj for block in net.encoder.blocks))

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from segment_anything.modeling import ImageEncoderViT, Sam
+from segment_anything.modeling import Sam
 from torch import nn
 
 from .attention import two_way_block
 from .builder import build_backbone
 from .checkpoint import LoadReport
 from .registry import backbone_entry
-from .spatiotemporal import TinyViTSpatioTemporalEncoder, ViTSpatioTemporalEncoder
+from .spatiotemporal import spatiotemporal_encoder
 from .text_prompts import load_text_prompts
 from .unet import UNetUp
 
@@ -67,14 +67,9 @@ class CMR2DTSAM(nn.Module):
             downsampling = 2 ** (len(unet_channels) - 1)
             grid = backbone_entry(backbone).inputs.grid_options(image_size, downsampling, window_size=0)
             backbone, report = build_backbone(backbone, checkpoint, pretrained, **grid)
-        if isinstance(backbone.image_encoder, ImageEncoderViT):
-            self.encoder = ViTSpatioTemporalEncoder(
-                backbone.image_encoder, unet_channels, adapter_ratio, adapter_scale, checkpoint_blocks
-            )
-        else:
-            self.encoder = TinyViTSpatioTemporalEncoder(
-                backbone.image_encoder, adapter_ratio, adapter_scale, checkpoint_blocks
-            )
+        self.encoder = spatiotemporal_encoder(
+            backbone.image_encoder, unet_channels, adapter_ratio, adapter_scale, checkpoint_blocks
+        )
         prompt_dim = backbone.prompt_encoder.embed_dim
         self.pe_layer = backbone.prompt_encoder.pe_layer
         self.no_mask_embed = backbone.prompt_encoder.no_mask_embed

@@ -68,6 +68,8 @@ class InputConvention:
 
 @dataclass(frozen=True)
 class BackboneEntry:
+    """One registered backbone: the name bundles use, how to build it, what it expects and where its weights are."""
+
     name: str
     builder: Callable[..., Sam]
     """Returns a randomly initialised ``Sam``; keywords as :meth:`InputConvention.grid_options` gives them."""
@@ -127,10 +129,12 @@ _REGISTRY = {
 
 
 def list_backbones() -> list[str]:
+    """The registered names, sorted."""
     return sorted(_REGISTRY)
 
 
 def backbone_entry(name: str) -> BackboneEntry:
+    """The entry of ``name``; an unknown name raises ``KeyError`` listing the registered ones."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
     return _REGISTRY[name]
