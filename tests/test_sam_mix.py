@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_configs import config_files
 from causes import cause_of
 from monai.bundle import ConfigParser, run
 from monai.losses import FocalLoss
@@ -136,8 +137,8 @@ def test_classifier_tells_demo_slices_apart_in_eval_mode_after_short_training(de
 
 def _workflow(bundle: str, tmp: Path, files: list[str], **overrides) -> None:
     """``python -m monai.bundle run --config_file [...]`` with ``overrides``, rooted at ``tmp``."""
-    configs = [str(REPO / "bundles" / bundle / "configs" / f) for f in files]
-    run(config_file=configs, bundle_root=str(tmp), dataset_dir=str(tmp.parent / "demo_ct" / "prepared"), **overrides)
+    data = str(tmp.parent / "demo_ct" / "prepared")
+    run(config_file=config_files(bundle, *files), bundle_root=str(tmp), dataset_dir=data, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ SMALL = {"image_size": 64, "batch_size": 8, "classifier_width": 1 / 32, "val_int
 def test_bundle_trains_on_exactly_n_labelled_slices(demo, bundle, tmp_path):
     """The trainer's own loader and batch preparation: 3 slices keep their masks, gate SAM and reach the loss."""
     parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
+    parser.read_config(config_files(bundle, "train.json"))
     parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(demo / "demo_ct" / "prepared")})
     parser.update({"num_labelled": 3, **SMALL})
     trainer = parser.get_parsed_content("train#trainer")
@@ -294,7 +295,7 @@ def test_inference_defaults_to_the_test_split_of_a_prepared_folder(demo, tmp_pat
     assert len(test) == 2
     for bundle in ("sam_mix", "sam_pp"):
         parser = ConfigParser()
-        parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+        parser.read_config(config_files(bundle, "inference.json"))
         parser.update({"dataset_dir": str(prepared)})
         assert parser.get_parsed_content("items") == test
     assert inference_items([], prepared / "datalist.json") == test

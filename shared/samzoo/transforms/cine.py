@@ -11,7 +11,7 @@ constructible from plain keyword arguments, so bundle configs may list them one 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -494,6 +494,7 @@ def cine_transforms(
     select_labels: int | Sequence[int] | None = None,
     jitter: int = 10,
     augment: Mapping[str, Any] | None = None,
+    extra: Sequence[Callable] = (),
 ) -> Compose:
     """The standard cine pipeline from datalist item to network input.
 
@@ -516,6 +517,8 @@ def cine_transforms(
         select_labels: label value(s) turned into a 0/1 mask (e.g. 2 for myocardium), or None to keep all labels.
         jitter: largest random shift of the training crop centre in pixels.
         augment: keyword arguments for :class:`RandCineAugmentd`.
+        extra: transforms run after the standard ones, such as a bundle's supervision keys; one pipeline (rather
+            than two nested ones) so that ``Invertd`` and the random states see every step in order.
     """
     if train and (label_key is None or num_phases is None):
         raise ValueError("the training pipeline needs label_key and num_phases")
@@ -534,5 +537,5 @@ def cine_transforms(
         steps.append(LabelToMaskd(label_key, select_labels=select_labels))
     if train:
         steps.append(RandCineAugmentd(image_keys=image_key, label_keys=label_key, **dict(augment or {})))
-    steps += [EnsureTyped(keys, dtype=torch.float32), DeleteItemsd("labelled_frames")]
+    steps += [EnsureTyped(keys, dtype=torch.float32), DeleteItemsd("labelled_frames"), *extra]
     return Compose(steps)
