@@ -118,7 +118,7 @@ def test_null_on_the_command_line_unsets_the_ct_options(bundle):
     parser = ConfigParser()
     parser.read_config(config_files(bundle, "train.json", "evaluate.json"))
     parser.update(overrides)
-    for unset in ("network_def#max_boxes", "network_def#checkpoint", "validate#handlers#2#slice_fraction"):
+    for unset in ("network_def#max_boxes", "network_def#checkpoint", "validate#handlers#2#source#slice_fraction"):
         assert parser.get_parsed_content(unset) is None, unset
     for whole_volumes in ("volume_transforms", "validate#preprocessing"):
         names = [type(t).__name__ for t in parser.get_parsed_content(whole_volumes).transforms]

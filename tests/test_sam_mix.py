@@ -16,7 +16,8 @@ from samzoo.data.datalist import load_datalist
 from samzoo.data.errors import DataError
 from samzoo.data.semi_supervised import LabelledBatchSampler, SemiSupervisedSlices, select_labelled
 from samzoo.engine import recalibrate_batch_norm
-from samzoo.engine.sam_mix import PresenceWriter, SamMixLoss, SamMixPrepareBatch, inference_items
+from samzoo.engine.ct_slices import PresenceWriter, SamMixPrepareBatch, inference_items
+from samzoo.losses import SamMixLoss
 from samzoo.networks.resnet38 import ResNet38
 from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix
 from samzoo.transforms.ct import CTSliceDataset, ct_volume_transforms
@@ -257,14 +258,14 @@ def test_lite_medsam_backbone_gets_lora_and_segments_a_box():
 def test_report_scores_the_middle_slices_in_ras_order(tmp_path):
     import nibabel as nib
     import numpy as np
-    from samzoo.engine.sam_mix import SamMixReport
+    from samzoo.engine.ct_slices import MiddleSlicePredictions
 
     items = []
     for case, flip in (("up", 1.0), ("down", -1.0)):
         path = tmp_path / f"{case}.nii.gz"
         nib.save(nib.Nifti1Image(np.zeros((4, 4, 10), np.uint8), np.diag([1.0, 1.0, flip, 1.0])), path)
         items.append({"case_id": case, "label": str(path)})
-    report = SamMixReport(items, tmp_path, slice_fraction=0.3)
+    report = MiddleSlicePredictions(items, slice_fraction=0.3)
     # 3 of 10 slices, the odd extra slice dropped at the superior end: RAS indices 3..5, in an array stored
     # from superior to inferior the indices 4..6
     assert report._scored_slices("up") == range(3, 6)
