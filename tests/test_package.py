@@ -23,7 +23,7 @@ from samzoo.bundle.package import (
 )
 from samzoo.data.datalist import load_datalist
 from samzoo.data.demo import write_demo
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 TINY = {"roi_size": [32, 32], "num_phases": 6, "batch_size": 2, "num_workers": 0, "max_epochs": 1, "val_interval": 1}

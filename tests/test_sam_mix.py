@@ -13,10 +13,10 @@ from causes import cause_of
 from monai.bundle import ConfigParser, run
 from monai.losses import FocalLoss
 from samzoo.data.datalist import load_datalist
-from samzoo.data.errors import DataError
 from samzoo.data.semi_supervised import LabelledBatchSampler, SemiSupervisedSlices, select_labelled
 from samzoo.engine import recalibrate_batch_norm
 from samzoo.engine.ct_slices import PresenceWriter, SamMixPrepareBatch, inference_items
+from samzoo.errors import DataError
 from samzoo.losses import SamMixLoss
 from samzoo.networks.resnet38 import ResNet38
 from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import load_label, save_nifti
 from samzoo.engine.prompted_slices import SlicePredictions, segment_file
+from samzoo.errors import DataError
 from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
 from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_volumes, slice_samples

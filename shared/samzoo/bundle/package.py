@@ -28,7 +28,7 @@ from monai.bundle.utils import MACRO_KEY
 
 from .. import __version__
 from ..atomic import atomic_path
-from ..data.errors import DataError
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 

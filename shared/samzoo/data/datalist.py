@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path
-from .errors import DataError
+from ..errors import DataError
 
 SPLITS = ("training", "validation", "test")
 

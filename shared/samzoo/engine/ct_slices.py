@@ -25,8 +25,8 @@ from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
 
 from ..data.datalist import load_datalist
-from ..data.errors import DataError
 from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem
+from ..errors import DataError
 from ..transforms.ct import middle_slice_range
 from .report import CollectedPredictions
 

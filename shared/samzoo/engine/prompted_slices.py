@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 
-from ..data.errors import DataError
 from ..data.nifti import check_same_grid, load_label, load_nifti, save_nifti
+from ..errors import DataError
 from ..networks.sam_prompt import SamPromptModel, resized_size, to_sam_input
 from ..prompts.io import boxes_from_label, read_prompts
 from ..transforms.sam_prompt import slice_volumes

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from ..data.datalist import datalist_info, load_datalist
-from ..data.errors import DataError
 from ..data.nifti import NiftiVolume, check_same_grid, load_label
+from ..errors import DataError
 from .report import results_table, write_report
 from .rows import ROW_FIELDS
 from .surface import boundary_distances, dice_score

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti
 from ..embedding_cache import EmbeddingCache
+from ..errors import DataError
 from ..networks.sam_prompt import SamInputSpec, resized_size, to_sam_input
 from ..prompts import has_classes, sample_prompts
 
