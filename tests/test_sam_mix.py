@@ -442,3 +442,34 @@ def test_presence_rows_name_the_slice_of_the_input_file(tmp_path):
     assert [(int(z), int(k)) for z, k, _ in table] == [(0, 3), (1, 2), (2, 1), (3, 0)]
     brightest = max(table, key=lambda row: float(row[2]))
     assert brightest[:2] == ["2", "1"]
+
+
+def test_network_grid_report_counts_pixels_of_the_network_grid_and_mm_at_its_spacing(tmp_path):
+    """A label resized to 16 x 16 at 0.5 mm (from 8 x 8 at 1 mm) and a prediction three columns off: HD 3 pixels of
+    the network's grid and 1.5 mm, whatever the original grid."""
+    from monai.data import MetaTensor
+    from samzoo.engine import EvaluationReport
+    from samzoo.engine.ct_slices import NetworkGridPredictions
+
+    native = tmp_path / "native"
+    item = {
+        "case_id": "c",
+        "image": _ct(native / "c.nii.gz", np.zeros((8, 8, 2))),
+        "label": _ct(native / "c_seg.nii.gz", np.zeros((8, 8, 2))),
+        "spacing": [1.0, 1.0, 2.0],
+        "spacing_known": True,
+    }
+    affine = torch.diag(torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=torch.float64))
+    label = torch.zeros(1, 16, 16, 2)
+    label[0, 4:8, 4:8, 0] = 1
+    mask = torch.roll(label, shifts=3, dims=2)
+    output = {"mask": mask, "label": MetaTensor(label, affine=affine), "image": MetaTensor(label * 0.5, affine=affine)}
+    engine = SimpleNamespace(state=SimpleNamespace(output=[output]))
+    source = NetworkGridPredictions([item], tmp_path / "grid")
+    report = EvaluationReport(source, tmp_path / "grid", {1: "liver"}, label_values=[0, 1])
+    source.reset()
+    source.collect(engine)
+    report(engine)
+    stats = json.loads((tmp_path / "grid" / "summary.json").read_text())["classes"]["liver"]["all"]
+    assert stats["hd_px"]["mean"] == pytest.approx(3.0) and stats["hd_mm"]["mean"] == pytest.approx(1.5)
+    assert nib.load(tmp_path / "grid" / "labels" / "c_seg.nii.gz").shape == (16, 16, 2)
