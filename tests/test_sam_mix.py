@@ -283,6 +283,11 @@ def test_bundle_trains_evaluates_and_infers(demo, bundle):
     assert summary["num_cases"] == 2
     assert len(list((run / "runs" / "eval" / "overlays").glob("*.png"))) == summary["num_cases"]
     assert (run / "runs" / "eval" / "learning_curves.png").is_file()
+    # the same report on the network's grid, its labels resized to the slice size
+    grid = run / "runs" / "eval" / "network_grid"
+    assert json.loads((grid / "summary.json").read_text())["num_cases"] == 2
+    labels = sorted((grid / "labels").glob("*.nii.gz"))
+    assert len(labels) == 2 and all(nib.load(f).shape[:2] == (SMALL["image_size"],) * 2 for f in labels)
     # inference on the source files of the test volumes (stored L, P, S: not as the network sees them)
     test = load_datalist(demo / "demo_ct" / "prepared" / "datalist.json", "test")
     raw = demo / "demo_ct" / "raw"
