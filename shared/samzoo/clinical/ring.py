@@ -26,7 +26,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 MIN_OPEN_FRACTION = 0.2
 """Smallest share of the convex hull the enclosed gap must cover to count as an open ring. A C-shaped ring leaves
-about half its hull to the cavity; a solid apical cap leaves only the pixel staircase along its edge (a few %)."""
+about half its hull to the cavity; a solid apical cap leaves next to nothing."""
 
 
 class Ring(str, Enum):
@@ -39,14 +39,14 @@ class Ring(str, Enum):
 
 
 def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
-    """Pixels whose centres lie in the convex hull of the pixel squares of ``mask`` (H x W, bool).
+    """Pixels whose centres lie in the convex hull of the centres of ``mask``'s pixels (H x W, bool).
 
-    Fewer than three non-collinear pixels span no area; their hull is the mask itself.
+    The hull of the centres, not of the pixel squares, adds nothing along a convex digital outline, so a solid
+    disc is its own hull. Pixels on one line span no area; their hull is the mask itself.
     """
     rows, cols = np.nonzero(mask)
-    corners = np.concatenate([np.stack([rows + dr, cols + dc], axis=1) for dr in (-0.5, 0.5) for dc in (-0.5, 0.5)])
     try:
-        hull = ConvexHull(corners)
+        hull = ConvexHull(np.stack([rows, cols], axis=1).astype(np.float64))
     except QhullError:
         return mask.copy()
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
