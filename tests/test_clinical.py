@@ -131,6 +131,8 @@ def test_only_ed_and_es_predicted_gives_indices_without_a_curve():
     assert readout.row["lv_ef_pred"] == pytest.approx(readout.row["lv_ef_gt"])
     assert readout.row["ed_frame_curve"] is None and readout.row["lv_ef_curve"] is None
     assert not readout.curve
+    # The picture shows the predicted frames only, not zero volumes at the others.
+    assert np.isfinite(readout.curves["LV"][[ED, ES]]).all() and np.isnan(readout.curves["LV"][1])
 
 
 def test_frame_distance_wraps_around_the_cycle():

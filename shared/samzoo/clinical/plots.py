@@ -62,7 +62,8 @@ def plot_volume_curve(
     title: str,
     path: str | Path,
 ) -> Path:
-    """Volume against frame for each structure in ``volumes`` (LV, RV), the dataset's ED/ES and the curve's marked.
+    """Volume against frame for each structure in ``volumes`` (LV, RV; NaN where a frame was not predicted), with
+    the dataset's ED/ES and the curve's marked.
 
     ``phases`` maps ``ED``, ``ES`` (the dataset's frames) and ``ED (curve)``, ``ES (curve)`` to frames; ``truth``
     gives the ground-truth volume per structure at its labelled frames, drawn as crosses.

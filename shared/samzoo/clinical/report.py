@@ -178,6 +178,9 @@ class PatientReadout:
             }
             self.phases |= {"ED (curve)": ed, "ES (curve)": es}
         self.curve = curve
+        shown = np.full(stack.num_frames, np.nan)
+        shown[frames] = 0.0
+        self.curves = {name: volumes + shown for name, volumes in self.curves.items()}  # unpredicted frames: gaps
         self.row = {key: row.get(key) for key in CLINICAL_FIELDS}
         self.areas = _area_rows(stack, pred_areas, "prediction", units) + _area_rows(
             stack, gt_areas, "ground_truth", units
