@@ -208,7 +208,7 @@ def test_unknown_spacing_reports_voxels_and_never_mixes_units():
     assert set(summary["agreement"]["lv_edv"]) == {"ml", "voxel"}
     assert summary["agreement"]["lv_edv"]["ml"]["n"] == summary["agreement"]["lv_edv"]["voxel"]["n"] == 1
     assert set(summary["agreement"]["myo_mass"]) == {"g"} and summary["agreement"]["myo_mass"]["g"]["n"] == 1
-    assert summary["agreement"]["lv_ef"]["%"]["n"] == 2  # EF has no unit: pooled
+    assert summary["agreement"]["lv_ef"]["percent"]["n"] == 2  # EF has no unit: pooled
     with pytest.raises(ValueError, match="spacing"):
         Units.from_spacing((1.5, 0.0, 8.0), True)
 
@@ -302,9 +302,9 @@ def test_readout_of_files_through_the_command_line(tmp_path):
     assert rows["p3"]["volume_unit"] == "voxel" and rows["p3"]["myo_mass_pred"] == ""
     summary = json.loads((out / "clinical_summary.json").read_text())
     assert summary["frames"]["ed"] == {"n": 3, "mean_abs": pytest.approx(2 / 3), "exact": 2, "within_1": 2}
-    assert summary["agreement"]["lv_ef"]["%"]["n"] == 3
+    assert summary["agreement"]["lv_ef"]["percent"]["n"] == 3
     assert summary["volume_units"] == {"ml": ["p1", "p2"], "voxel": ["p3"]}
-    for name in ("lv_ef_pct", "lv_edv_ml", "lv_edv_voxel", "myo_mass_g", "rv_ef_pct"):
+    for name in ("lv_ef_percent", "lv_edv_ml", "lv_edv_voxel", "myo_mass_g", "rv_ef_percent"):
         with Image.open(out / "bland_altman" / f"{name}.png") as picture:
             assert picture.size[0] > 300
     for case in ("p1", "p2", "p3"):

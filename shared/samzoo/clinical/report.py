@@ -191,7 +191,7 @@ class PatientReadout:
 
 def _unit(index: str, row: Mapping[str, Any]) -> str:
     if index.endswith(("_ef", "_ef_curve")):
-        return "%"
+        return "percent"
     return "g" if index == "myo_mass" else row["volume_unit"]
 
 
@@ -286,7 +286,7 @@ def write_clinical_report(
         tmp.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
     for index, (by_unit, pairs) in ((i, (summary["agreement"][i], p)) for i, p in agreement_pairs(rows).items()):
         for unit, (pred, gt) in pairs.items():
-            name = f"{index}_{'pct' if unit == '%' else unit}"
+            name = f"{index}_{unit}"
             plot_bland_altman(pred, gt, by_unit[unit], f"{index} ({unit})", out_dir / "bland_altman" / f"{name}.png")
     logger.info("clinical indices of %d patients written to %s\n%s", len(rows), out_dir, agreement_table(summary))
     return summary
