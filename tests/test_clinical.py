@@ -25,6 +25,7 @@ from samzoo.clinical import (
     summarize_clinical,
 )
 from samzoo.clinical.report import PatientReadout
+from samzoo.clinical.stacks import group_cases
 from samzoo.clinical.volumes import frame_distance
 from samzoo.data.datalist import CARDIAC_LABELS
 from samzoo.data.errors import DataError
@@ -330,3 +331,6 @@ def test_missing_prediction_names_the_file(tmp_path):
         clinical_folder(tmp_path / "pred", datalist, tmp_path / "out")
     with pytest.raises(DataError, match="neither the LV"):
         clinical_folder(tmp_path / "pred", datalist, tmp_path / "out", classes=[1])
+    ct_item = {"image": "ct.nii.gz", "label": "ct_label.nii.gz", "case_id": "ct", "spacing": [1, 1, 3]}
+    with pytest.raises(DataError, match=r"ct_label\.nii\.gz: item without slice_index, ed_frame, es_frame"):
+        group_cases([ct_item])

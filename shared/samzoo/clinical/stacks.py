@@ -26,6 +26,7 @@ from ..metrics.evaluation import prediction_candidates
 from .volumes import LV, MYOCARDIUM, RV
 
 _NAMES = {RV: "RV", MYOCARDIUM: "myocardium", LV: "LV"}
+_CINE_FIELDS = ("case_id", "label", "slice_index", "ed_frame", "es_frame", "spacing")
 
 
 @dataclass
@@ -79,6 +80,9 @@ def group_cases(items: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[st
     """Short-axis items by case, slices in order; items without a view count as short axis, LAX items are left out."""
     cases: dict[str, list[Mapping[str, Any]]] = {}
     for item in items:
+        missing = [key for key in _CINE_FIELDS if key not in item]
+        if missing:
+            raise DataError(item.get("label"), f"item without {', '.join(missing)}: not a cardiac cine slice")
         if (item.get("view") or "SAX") == "SAX":
             cases.setdefault(str(item["case_id"]), []).append(item)
     for case, members in cases.items():
