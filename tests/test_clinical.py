@@ -334,3 +334,13 @@ def test_missing_prediction_names_the_file(tmp_path):
     ct_item = {"image": "ct.nii.gz", "label": "ct_label.nii.gz", "case_id": "ct", "spacing": [1, 1, 3]}
     with pytest.raises(DataError, match=r"ct_label\.nii\.gz: item without slice_index, ed_frame, es_frame"):
         group_cases([ct_item])
+
+
+def test_heart_cut_by_the_crop_is_flagged():
+    labels = np.zeros((H, W, 7, T), dtype=np.uint8)
+    labels[..., 1:6, :] = heart()  # slices 1-5 hold the heart; slices 0 and 6 lie beyond it
+    assert stack(labels, labels).heart_cut() == []
+    # A crop that ends in the heart (slices 1-5 of the same stack kept as a stack of 5) and cuts the RV in-plane.
+    cut = labels[:, :, 1:6].copy()
+    cut[40:56, -1, ...] = 1
+    assert stack(cut, cut).heart_cut() == ["in-plane: RV", "slice 0: myocardium, LV", "slice 4: myocardium, LV"]
