@@ -4,7 +4,14 @@ from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
 from .checkpoints import AtomicDiskSaver, CheckpointSaver, ResumeFromLatestCheckpoint, latest_checkpoint
 from .cine_inference import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer, expand_cine_inputs
 from .progress import TrainingProgress
-from .report import ClinicalReport, EvaluationReport, LearningCurves
+from .report import (
+    ClinicalReport,
+    CollectedPredictions,
+    EvaluationReport,
+    LearningCurves,
+    PredictionFiles,
+    PredictionSource,
+)
 from .training_log import TrainingLog
 
 __all__ = [
@@ -13,9 +20,12 @@ __all__ = [
     "CheckpointSaver",
     "CineMaskAssembler",
     "ClinicalReport",
+    "CollectedPredictions",
     "EvaluationReport",
     "LearningCurves",
     "PhaseGroupInferer",
+    "PredictionFiles",
+    "PredictionSource",
     "ResumeFromLatestCheckpoint",
     "TrainingLog",
     "TrainingProgress",
