@@ -58,7 +58,8 @@ def gated_skip(module: SkipCrossAttention, decoder: torch.Tensor, skip: torch.Te
     s = module.embed_skip(F.adaptive_max_pool2d(skip, (h, w))).flatten(2).transpose(1, 2)
     q, k = module.qk(y).chunk(2, dim=-1)
     z = module.proj(attention(q, k, module.v(s), module.num_heads)).transpose(1, 2).reshape(n, -1, h, w)
-    return skip * F.interpolate(torch.sigmoid(module.gate(z)), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+    gate = F.interpolate(torch.sigmoid(module.gate(z)), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+    return skip * gate
 
 
 def reference_forward(net: CMR2DTSAM, image: torch.Tensor) -> torch.Tensor:

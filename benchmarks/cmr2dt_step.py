@@ -70,9 +70,7 @@ def make_batch(clips: int, args: argparse.Namespace, device: torch.device) -> tu
     return image, (torch.rand(shape, device=device, generator=generator) > 0.8).float()
 
 
-def forward_backward(
-    net: CMR2DTSAM, implementation: str, image: torch.Tensor, label: torch.Tensor, bf16: bool
-) -> None:
+def forward_backward(net: CMR2DTSAM, implementation: str, image: torch.Tensor, label: torch.Tensor, bf16: bool) -> None:
     """The training loss (``MaskedDiceBCELoss``, BCE + Dice) of one batch, back-propagated."""
     forward = net if implementation == "samzoo" else lambda x: reference_forward(net, x)
     with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bf16):
