@@ -7,8 +7,8 @@ forward against a straightforward one written from the paper (``cmr2dt_reference
 Both run in the same precision (bf16 autocast on CUDA, fp32 on the CPU, ``--precision`` to choose), each backbone
 and implementation in a fresh subprocess, so the peak resident memory (``ru_maxrss``: weights, optimizer state,
 activations, the interpreter) belongs to that setting alone; on CUDA ``torch.cuda.max_memory_allocated`` too. FLOPs
-are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one clip, times the clips, for each implementation
-(samzoo's on the SDPA math backend, where the counter sees every matmul). Networks are randomly initialised: speed
+are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one clip, times the clips, for each implementation,
+on the kernels its step uses. Networks are randomly initialised: speed
 and memory do not depend on the weights. ``--profile`` prints where one step's time and memory go instead.
 
     python benchmarks/cmr2dt_step.py                      # GPU: 4 clips x 15 frames x 128^2, vit_b vit_h
@@ -31,8 +31,7 @@ from madgrad import MADGRAD
 from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks import CMR2DTSAM, split_trainable
 from timing import time_steps
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 IMPLEMENTATIONS = ("samzoo", "reference")
 COLUMNS = ("step ms", "frames/s", "RSS GiB", "CUDA GiB", "TFLOP/step", "TFLOP/s")
@@ -78,11 +77,27 @@ def forward_backward(net: CMR2DTSAM, implementation: str, image: torch.Tensor, l
     MaskedDiceBCELoss()(logits, label).backward()
 
 
+def _cpu_flash_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_flash_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+CPU_FLASH_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward_flops,
+}
+"""The CPU flash-attention kernels, which ``FlopCounterMode`` does not count by itself: the same formulas as its
+CUDA attention kernels, so a count runs on the kernels the training step uses."""
+
+
 def count_flops(net: CMR2DTSAM, implementation: str, args: argparse.Namespace, device: torch.device) -> int:
-    """FLOPs of forward and backward on one clip (every attention on the math path), times the clips per batch."""
+    """FLOPs of forward and backward on one clip, times the clips per batch."""
     image, label = make_batch(1, args, device)
-    counter = FlopCounterMode(display=False)
-    with counter, sdpa_kernel(SDPBackend.MATH):
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_FLASH_FLOPS)
+    with counter:
         forward_backward(net, implementation, image, label, args.precision == "bf16")
     net.zero_grad(set_to_none=True)
     return counter.get_total_flops() * args.clips

@@ -3,7 +3,8 @@
 SAM's own modules (the image encoder's ``Attention``, the mask decoder's two-way blocks, TinyViT's window attention)
 are evaluated here from their pretrained weights, so one switch of SDPA backend (e.g.
 ``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)`` for the plain matmul-softmax path) governs every attention of
-a network. Position biases go in as ``attn_mask``.
+a network. SAM's relative-position term is folded into the queries and keys, so no (N, N) bias that needs a gradient
+is built and the fused kernels (which refuse one on the CPU) run; TinyViT's fixed window biases go in as ``attn_mask``.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def tinyvit_window_attention(attn: nn.Module, x: torch.Tensor, window: int) -> t
     n, tokens, _ = windows.shape
     qkv = attn.qkv(attn.norm(windows)).view(n, tokens, attn.num_heads, -1)
     q, k, v = (t.transpose(1, 2) for t in qkv.split([attn.key_dim, attn.key_dim, attn.d], dim=3))
-    bias = attn.attention_biases[:, attn.attention_bias_idxs].to(q.dtype)
+    bias = attn.attention_biases[None, :, attn.attention_bias_idxs].to(q.dtype)  # 4D: fused kernels accept it
     out = attn.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=bias)))
     out = out.view(b, nh, nw, window, window, c).transpose(2, 3).reshape(b, nh * window, nw * window, c)
     return out[:, :h, :w]
