@@ -7,7 +7,7 @@ forward against a straightforward one written from the paper (``cmr2dt_reference
 Both run in the same precision (bf16 autocast on CUDA, fp32 on the CPU, ``--precision`` to choose), each backbone
 and implementation in a fresh subprocess, so the peak resident memory (``ru_maxrss``: weights, optimizer state,
 activations, the interpreter) belongs to that setting alone; on CUDA ``torch.cuda.max_memory_allocated`` too. FLOPs
-are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one clip, times the clips, for each implementation,
+are counted with ``torch.utils.flop_counter.FlopCounterMode`` during the first warm-up step of each implementation,
 on the kernels its step uses. Networks are randomly initialised: speed
 and memory do not depend on the weights. ``--profile`` prints where one step's time and memory go instead.
 
@@ -48,7 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--implementations", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS))
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 on CUDA, fp32 on the CPU")
     parser.add_argument("--steps", type=int, help="timed steps per setting (default: 10 on GPU, 1 on CPU)")
-    parser.add_argument("--warmup", type=int, help="untimed steps before timing (default: 3 on GPU, 0 on CPU)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        help="untimed steps before timing, the first one counting the FLOPs (default: 3 on GPU, 1 on CPU)",
+    )
     parser.add_argument("--checkpoint-blocks", action="store_true", help="activation checkpointing of ViT blocks")
     parser.add_argument("--profile", action="store_true", help="profile one samzoo step per backbone instead")
     parser.add_argument("--out", type=Path, help="JSON file (default: results/cmr2dt_step_<device>.json here)")
@@ -56,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     on_gpu = torch.device(args.device).type == "cuda"
     args.steps = args.steps or (10 if on_gpu else 1)
-    args.warmup = (3 if on_gpu else 0) if args.warmup is None else args.warmup
+    args.warmup = max(1, (3 if on_gpu else 1) if args.warmup is None else args.warmup)
     args.precision = args.precision or ("bf16" if on_gpu else "fp32")
     return args
 
@@ -93,16 +97,6 @@ CPU_FLASH_FLOPS = {
 CUDA attention kernels, so a count runs on the kernels the training step uses."""
 
 
-def count_flops(net: CMR2DTSAM, implementation: str, args: argparse.Namespace, device: torch.device) -> int:
-    """FLOPs of forward and backward on one clip, times the clips per batch."""
-    image, label = make_batch(1, args, device)
-    counter = FlopCounterMode(display=False, custom_mapping=CPU_FLASH_FLOPS)
-    with counter:
-        forward_backward(net, implementation, image, label, args.precision == "bf16")
-    net.zero_grad(set_to_none=True)
-    return counter.get_total_flops() * args.clips
-
-
 def build(name: str, args: argparse.Namespace, device: torch.device) -> CMR2DTSAM:
     torch.manual_seed(0)
     return CMR2DTSAM(name, image_size=args.size, checkpoint_blocks=args.checkpoint_blocks).to(device).train()
@@ -119,7 +113,6 @@ def worker(name: str, implementation: str, args: argparse.Namespace, device: tor
         "trainable_params": sum(params[n].numel() for n in trainable),
         "frozen_params": sum(params[n].numel() for n in frozen),
     }
-    flops = count_flops(net, implementation, args, device)
     image, label = make_batch(args.clips, args, device)
     optimizer = MADGRAD([p for p in net.parameters() if p.requires_grad], lr=1e-4)
 
@@ -128,8 +121,11 @@ def worker(name: str, implementation: str, args: argparse.Namespace, device: tor
         forward_backward(net, implementation, image, label, args.precision == "bf16")
         optimizer.step()
 
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_FLASH_FLOPS)
     try:
-        seconds, cuda_peak = time_steps(step, device, args.warmup, args.steps)
+        with counter:  # the first warm-up step, counted
+            step()
+        seconds, cuda_peak = time_steps(step, device, args.warmup - 1, args.steps)
     except torch.OutOfMemoryError:
         return {**row, "error": "out of memory"}
     return {
@@ -138,8 +134,8 @@ def worker(name: str, implementation: str, args: argparse.Namespace, device: tor
         "frames_per_s": args.clips * args.frames / seconds,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB on Linux
         "peak_cuda_gib": cuda_peak,
-        "tflop_per_step": flops / 1e12,
-        "tflop_per_s": flops / seconds / 1e12,
+        "tflop_per_step": counter.get_total_flops() / 1e12,
+        "tflop_per_s": counter.get_total_flops() / seconds / 1e12,
     }
 
 
