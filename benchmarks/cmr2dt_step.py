@@ -143,10 +143,13 @@ def run_setting(name: str, implementation: str, argv: list[str]) -> dict:
     """``worker`` in a fresh interpreter; its row, or the error it died of (e.g. killed for memory)."""
     command = [sys.executable, __file__, *argv, "--worker", name, implementation]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        reason = result.stderr.strip().splitlines()[-1:] or [f"killed (exit status {result.returncode})"]
-        return {"backbone": name, "implementation": implementation, "error": reason[0]}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    if result.returncode < 0:
+        error = f"killed by signal {-result.returncode} (out of memory?)"
+    elif result.returncode > 0:
+        error = result.stderr.strip().splitlines()[-1]
+    else:
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    return {"backbone": name, "implementation": implementation, "error": error}
 
 
 def profile(name: str, args: argparse.Namespace, device: torch.device) -> None:
