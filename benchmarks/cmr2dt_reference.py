@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from samzoo.networks import CMR2DTSAM
 from samzoo.networks.attention import SkipCrossAttention, TemporalAttention, grid_encoding, sinusoidal_encoding
-from samzoo.networks.backbones import resize_abs_pos_embed
+from samzoo.networks.pos_embed import resize_abs_pos_embed
 from samzoo.networks.spatiotemporal import SpatioTemporalBlock
 from segment_anything.modeling.image_encoder import window_partition, window_unpartition
 
