@@ -62,7 +62,7 @@ def test_cmr2dt_step_reports_samzoo_against_the_reference(tmp_path: Path) -> Non
     one_clip = tmp_path / "one.json"
     cmr2dt_step(1, one_clip, "--implementations", "samzoo")
     single = json.loads(one_clip.read_text())["results"][0]["rows"][0]["tflop_per_step"]
-    assert samzoo["tflop_per_step"] == pytest.approx(2 * single)
+    assert samzoo["tflop_per_step"] == pytest.approx(2 * single, rel=1e-4)  # but SAM's grid encoding, once a batch
     assert "vit_tiny" in stdout and "the reference's speed" in stdout and f"wrote {out}" in stdout
 
 
