@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from causes import cause_of
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
@@ -176,3 +177,13 @@ def test_paper_setting_names_the_missing_sam_checkpoint(workspace):
         parser.get_parsed_content("network_def")
     cause = cause_of(info.value, FileNotFoundError)
     assert "sam_vit_h_4b8939.pth" in str(cause) and "pretrained=false" in str(cause)
+
+
+def test_paper_setting_names_its_precision():
+    """The paper variant asks for bf16 autocast itself instead of inheriting the CUDA-dependent default."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "variants" / "paper.json")])
+    assert parser.get_parsed_content("amp") is True
+    assert parser.get_parsed_content("train#trainer#amp_kwargs")["dtype"] == torch.bfloat16

@@ -112,13 +112,14 @@ def _command_line(*argv: str) -> dict[str, object]:
 def test_null_on_the_command_line_unsets_the_ct_options(bundle):
     overrides = _command_line(
         "--max_boxes", "null", "--backbone_checkpoint", "null", "--slice_fraction", "null",
-        "--eval_slice_fraction", "null",
+        "--eval_slice_fraction", "null", "--sam_input_size", "null",
     )  # fmt: skip
     assert overrides["max_boxes"] == "null"  # what the configs must read as None
     parser = ConfigParser()
     parser.read_config(config_files(bundle, "train.json", "evaluate.json"))
     parser.update(overrides)
-    for unset in ("network_def#max_boxes", "network_def#checkpoint", "validate#handlers#2#source#slice_fraction"):
+    unsets = ("network_def#max_boxes", "network_def#checkpoint", "network_def#sam_input_size")
+    for unset in (*unsets, "validate#handlers#2#source#slice_fraction"):
         assert parser.get_parsed_content(unset) is None, unset
     for whole_volumes in ("volume_transforms", "validate#preprocessing"):
         names = [type(t).__name__ for t in parser.get_parsed_content(whole_volumes).transforms]

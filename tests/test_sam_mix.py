@@ -97,6 +97,73 @@ def test_encoder_sees_slices_in_its_backbones_pixel_units_and_grid(backbone, siz
     torch.testing.assert_close(seen.value.image, expected)
 
 
+def test_two_logit_head_takes_the_cam_from_the_liver_row_and_presence_from_the_softmax():
+    """Eq. 2's head: two class logits, the presence probability their softmax, the CAM from the liver row only."""
+    torch.manual_seed(0)
+    net = SamMix("vit_tiny", image_size=64, classifier_width=1 / 32, class_logits=2).eval()
+    assert net.classifier.fc.weight.shape[0] == 2
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out = net(x, gate=torch.tensor([False, False]))
+        features = net.classifier.features(x)
+        logits = net.classifier.classify(features)
+    liver = torch.einsum("bchw,c->bhw", features, net.classifier.fc.weight[1])[:, None]
+    torch.testing.assert_close(out["cam"], torch.nn.functional.interpolate(liver, size=(64, 64), mode="bilinear"))
+    background = torch.einsum("bchw,c->bhw", features, net.classifier.fc.weight[0])
+    assert (liver[:, 0] - background).abs().max() > 1e-3  # the background row is not mixed into the map
+    torch.testing.assert_close(torch.sigmoid(out["score"])[:, 0], torch.softmax(logits, dim=1)[:, 1])
+    with pytest.raises(ValueError, match="class_logits must be 1"):
+        SamMix("vit_tiny", image_size=64, class_logits=3)
+
+
+def test_two_logit_head_learns_presence_with_the_bundle_loss():
+    """Slices with a bright square are 'liver present'; 30 steps of the joint loss separate them."""
+    torch.manual_seed(0)
+    net = SamMix("vit_tiny", image_size=32, classifier_width=1 / 32, class_logits=2, max_boxes=1)
+    x = torch.rand(16, 1, 32, 32) * 0.2
+    presence = (torch.arange(16) % 2).float()[:, None]
+    x[presence[:, 0] > 0, :, 8:20, 10:22] += 0.8
+    seg = torch.zeros_like(x)
+    seg[presence[:, 0] > 0, :, 8:20, 10:22] = 1.0
+    target = {"seg": seg, "presence": presence, "labelled": torch.zeros_like(presence)}
+    loss_fn = SamMixLoss()
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    gate = torch.zeros(16, dtype=torch.bool)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = loss_fn(net(x, gate=gate), target)
+        loss.backward()
+        optimizer.step()
+    recalibrate_batch_norm(net.classifier, [x])
+    net.eval()
+    with torch.no_grad():
+        probability = torch.sigmoid(net(x, gate=gate)["score"])[:, 0]
+    assert ((probability >= 0.5) == (presence[:, 0] > 0)).all()
+
+
+def test_native_sam_input_runs_the_encoder_on_its_64_by_64_grid_and_scales_the_boxes():
+    """``sam_input_size=1024`` is SAM's own input: 64 x 64 tokens whatever the slice size; the boxes follow the
+    image, and the masks come back at the slice size."""
+    torch.manual_seed(0)
+    net = SamMix("vit_tiny", image_size=32, classifier_width=1 / 32, sam_input_size=1024).eval()
+    encoder = net.sam.image_encoder
+    assert encoder.img_size == 1024 and encoder.pos_embed.shape[1:3] == (64, 64)
+    assert net.sam.prompt_encoder.image_embedding_size == (64, 64)
+    seen = {}
+    encoder.register_forward_hook(lambda module, args, out: seen.update(image=args[0], embedding=out))
+    net.sam.prompt_encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(boxes=kwargs["boxes"]), with_kwargs=True
+    )
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        mask = net.segment(x, torch.tensor([[[4.0, 6.0, 20.0, 30.0]]]))
+    assert seen["image"].shape == (1, 3, 1024, 1024) and seen["embedding"].shape[-2:] == (64, 64)
+    torch.testing.assert_close(seen["boxes"], torch.tensor([[128.0, 192.0, 640.0, 960.0]]))
+    assert mask.shape == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match="fixed input size"):
+        SamMix("lite_medsam", sam_input_size=1024)
+
+
 class EncoderInput(Exception):
     """Carries what the image encoder was given, ending the forward pass there."""
 
@@ -216,6 +283,11 @@ def test_bundle_trains_evaluates_and_infers(demo, bundle):
     assert summary["num_cases"] == 2
     assert len(list((run / "runs" / "eval" / "overlays").glob("*.png"))) == summary["num_cases"]
     assert (run / "runs" / "eval" / "learning_curves.png").is_file()
+    # the same report on the network's grid, its labels resized to the slice size
+    grid = run / "runs" / "eval" / "network_grid"
+    assert json.loads((grid / "summary.json").read_text())["num_cases"] == 2
+    labels = sorted((grid / "labels").glob("*.nii.gz"))
+    assert len(labels) == 2 and all(nib.load(f).shape[:2] == (SMALL["image_size"],) * 2 for f in labels)
     # inference on the source files of the test volumes (stored L, P, S: not as the network sees them)
     test = load_datalist(demo / "demo_ct" / "prepared" / "datalist.json", "test")
     raw = demo / "demo_ct" / "raw"
@@ -375,3 +447,34 @@ def test_presence_rows_name_the_slice_of_the_input_file(tmp_path):
     assert [(int(z), int(k)) for z, k, _ in table] == [(0, 3), (1, 2), (2, 1), (3, 0)]
     brightest = max(table, key=lambda row: float(row[2]))
     assert brightest[:2] == ["2", "1"]
+
+
+def test_network_grid_report_counts_pixels_of_the_network_grid_and_mm_at_its_spacing(tmp_path):
+    """A label resized to 16 x 16 at 0.5 mm (from 8 x 8 at 1 mm) and a prediction three columns off: HD 3 pixels of
+    the network's grid and 1.5 mm, whatever the original grid."""
+    from monai.data import MetaTensor
+    from samzoo.engine import EvaluationReport
+    from samzoo.engine.ct_slices import NetworkGridPredictions
+
+    native = tmp_path / "native"
+    item = {
+        "case_id": "c",
+        "image": _ct(native / "c.nii.gz", np.zeros((8, 8, 2))),
+        "label": _ct(native / "c_seg.nii.gz", np.zeros((8, 8, 2))),
+        "spacing": [1.0, 1.0, 2.0],
+        "spacing_known": True,
+    }
+    affine = torch.diag(torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=torch.float64))
+    label = torch.zeros(1, 16, 16, 2)
+    label[0, 4:8, 4:8, 0] = 1
+    mask = torch.roll(label, shifts=3, dims=2)
+    output = {"mask": mask, "label": MetaTensor(label, affine=affine), "image": MetaTensor(label * 0.5, affine=affine)}
+    engine = SimpleNamespace(state=SimpleNamespace(output=[output]))
+    source = NetworkGridPredictions([item], tmp_path / "grid")
+    report = EvaluationReport(source, tmp_path / "grid", {1: "liver"}, label_values=[0, 1])
+    source.reset()
+    source.collect(engine)
+    report(engine)
+    stats = json.loads((tmp_path / "grid" / "summary.json").read_text())["classes"]["liver"]["all"]
+    assert stats["hd_px"]["mean"] == pytest.approx(3.0) and stats["hd_mm"]["mean"] == pytest.approx(1.5)
+    assert nib.load(tmp_path / "grid" / "labels" / "c_seg.nii.gz").shape == (16, 16, 2)

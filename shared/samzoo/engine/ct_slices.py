@@ -2,8 +2,9 @@
 
 Training works on 2D slices (:class:`SamMixPrepareBatch`; the loss is :class:`samzoo.losses.SamMixLoss`);
 evaluation and inference run the slice network over whole CT volumes (:class:`SliceBatchInferer`). Evaluation feeds
-the shared report (:class:`~samzoo.engine.report.EvaluationReport`) with :class:`MiddleSlicePredictions` and writes
-the slice classification accuracy (:class:`PresenceAccuracy`); inference writes the per-slice presence
+the shared report (:class:`~samzoo.engine.report.EvaluationReport`) twice, with :class:`MiddleSlicePredictions` (on
+each label's own grid) and :class:`NetworkGridPredictions` (on the network's, the paper's), and writes the slice
+classification accuracy (:class:`PresenceAccuracy`); inference writes the per-slice presence
 probabilities (:class:`PresenceWriter`) of the volumes :func:`inference_items` lists.
 """
 
@@ -25,7 +26,7 @@ from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
 
 from ..data.datalist import load_datalist
-from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem
+from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem, save_nifti
 from ..errors import DataError
 from ..transforms.ct import middle_slice_range
 from .report import CollectedPredictions
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MiddleSlicePredictions",
+    "NetworkGridPredictions",
     "PresenceAccuracy",
     "PresenceWriter",
     "SamMixPrepareBatch",
@@ -125,6 +127,55 @@ class MiddleSlicePredictions(CollectedPredictions):
         if nib.aff2axcodes(label.affine)[-1] == "I":
             return range(depth - band.stop, depth - band.start)
         return band
+
+
+class NetworkGridPredictions(CollectedPredictions):
+    """The report's prediction source on the network's own grid (the paper's, 256 x 256 slices): each volume's
+    binary mask as the network predicted it, ``output[key]`` (1, S, S, D), against the label as preprocessing
+    resized it (nearest neighbour), ``output[label_key]``.
+
+    The report reads labels and images from files, so the resized label and image of every item are written to
+    ``grid_dir`` (``labels/``, ``images/``) with their affines, and the items it is given point at those copies,
+    with the resized in-plane ``spacing``: HD in pixels counts pixels of the network's grid, HD in mm stays in mm.
+    Slice indices are those of the evaluated volume (after the ``eval_slice_fraction`` cut, if any).
+    """
+
+    def __init__(
+        self, items: Sequence[Mapping[str, Any]], grid_dir: str | Path, key: str = "mask", label_key: str = "label"
+    ) -> None:
+        super().__init__(items, key)
+        self.grid_dir = Path(grid_dir)
+        self.label_key = label_key
+        self.grid_items: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        super().reset()
+        self.grid_items = []
+
+    def collect(self, engine: Engine) -> None:
+        super().collect(engine)
+        for output in engine.state.output:
+            item = self.items[len(self.grid_items)]
+            label = output[self.label_key]
+            spacing = np.linalg.norm(np.asarray(label.affine, dtype=np.float64)[:3, :3], axis=0)
+            self.grid_items.append(
+                {
+                    **item,
+                    "label": self._copy(label, np.uint8, "labels", item["label"]),
+                    "image": self._copy(output["image"], np.float32, "images", item["image"]),
+                    "spacing": [float(s) for s in spacing],
+                }
+            )
+
+    def _copy(self, volume: MetaTensor, dtype: type, folder: str, name: str) -> str:
+        """Write ``volume`` (1, S, S, D) with its affine to ``grid_dir/folder`` under the file name of ``name``."""
+        array = np.asarray(volume.detach().cpu())[0].astype(dtype)
+        affine = np.asarray(volume.affine, dtype=np.float64)
+        return str(save_nifti(array, affine, self.grid_dir / folder / Path(name).name))
+
+    def predictions(self) -> tuple[list[Mapping[str, Any]], list[np.ndarray]]:
+        _, collected = super().predictions()
+        return self.grid_items, collected
 
 
 class PresenceAccuracy:

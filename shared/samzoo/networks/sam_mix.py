@@ -1,7 +1,7 @@
 """SAM-Mix (Ward and Imran, "Annotation-efficient task guidance for medical Segment Anything"): a ResNet-38 liver
 presence classifier whose class activation map prompts a LoRA-adapted SAM with boxes.
 
-(B, 1, H, W) CT slice in [0, 1] -> ResNet-38 -> presence logit (B, 1) and CAM (B, 1, H, W) -> boxes (one per
+(B, 1, H, W) CT slice in [0, 1] -> ResNet-38 -> presence logit (B, 1) and liver CAM (B, 1, H, W) -> boxes (one per
 activated region) for the slices that are gated positive -> SAM image encoder (LoRA rank 8 on the attention
 projections, base weights frozen), prompt encoder (boxes), mask decoder with three masks and their scores per box
 -> the highest-scoring mask of each box, united over the slice's boxes -> mask logits (B, 1, H, W).
@@ -41,7 +41,10 @@ class SamMix(nn.Module):
             for CPU demos).
         checkpoint: SAM weights file (see :func:`samzoo.networks.builder.build_backbone`).
         pretrained: load ``checkpoint``.
-        image_size: slice side; ViT position tables are resized to its token grid.
+        image_size: slice side (the classifier's input and the output masks).
+        sam_input_size: side of the square input SAM's image encoder sees; slices and boxes are scaled to it and
+            the masks back. None: ``image_size`` (256 gives 16 x 16 tokens, position tables resized to them); 1024
+            is SAM's native input (64 x 64 tokens, pretrained position tables as they are). SAM ViTs only.
         classifier_width: ResNet-38 channel multiplier (1 is the reference network).
         lora_rank: rank r of the LoRA factors.
         lora_alpha: LoRA scale numerator (scale alpha / r); None means alpha = r.
@@ -50,6 +53,10 @@ class SamMix(nn.Module):
         max_boxes: prompts per slice at most, the largest activated regions (None: one per region, as in the
             paper; an untrained classifier's noisy map can have dozens).
         presence_threshold: presence probability from which a slice counts as positive at inference.
+        class_logits: outputs of the classifier's fully connected layer. 2 is the paper's head (Eq. 2: two class
+            logits, background and liver; the presence logit is their difference, so that its sigmoid is the
+            two-class softmax probability of liver, and the CAM comes from the liver row alone). 1 is a single
+            presence logit whose one weight vector gives the CAM.
 
     ``forward(image, gate=None)`` returns ``{"mask": (B, 1, H, W) logits, "score": (B, 1) presence logits,
     "cam": (B, 1, H, W)}``. ``gate`` (B,) bool chooses the slices that get prompts; None uses the classifier's own
@@ -73,16 +80,27 @@ class SamMix(nn.Module):
         omega: float = 0.5,
         max_boxes: int | None = 3,
         presence_threshold: float = 0.5,
+        class_logits: int = 1,
+        sam_input_size: int | None = None,
     ) -> None:
         super().__init__()
         inputs = backbone_entry(backbone).inputs
-        sam, self.load_report = build_backbone(backbone, checkpoint, pretrained, **inputs.grid_options(image_size))
+        if sam_input_size is not None and inputs.patch_size is None:
+            raise ValueError(f"backbone {backbone!r} has a fixed input size; sam_input_size applies to SAM ViTs only")
+        self.sam_input_size = sam_input_size or image_size
+        grid = inputs.grid_options(self.sam_input_size)
+        sam, self.load_report = build_backbone(backbone, checkpoint, pretrained, **grid)
         self.sam: Sam = sam
         self.pixel_scale = inputs.pixel_scale
         self.lora_layers = add_lora(self.sam.image_encoder, lora_rank, lora_alpha)
         self.sam.prompt_encoder.requires_grad_(False)
         self.sam.mask_decoder.requires_grad_(train_decoder)
-        self.classifier = ResNet38(in_channels=1, num_classes=1, width=classifier_width)
+        if class_logits not in (1, 2):
+            raise ValueError(
+                f"class_logits must be 1 (one presence logit) or 2 (background and liver), got {class_logits}"
+            )
+        self.classifier = ResNet38(in_channels=1, num_classes=class_logits, width=classifier_width)
+        self.liver_row = class_logits - 1
         self.image_size = image_size
         self.omega = omega
         self.max_boxes = max_boxes
@@ -108,8 +126,9 @@ class SamMix(nn.Module):
 
     def forward(self, image: torch.Tensor, gate: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         features = self.classifier.features(image)
-        score = self.classifier.classify(features)
-        cam = class_activation_map(features, self.classifier.fc.weight, 0, image.shape[-2:])
+        logits = self.classifier.classify(features)
+        score = logits if self.liver_row == 0 else logits[:, 1:] - logits[:, :1]
+        cam = class_activation_map(features, self.classifier.fc.weight, self.liver_row, image.shape[-2:])
         if gate is None:
             gate = score[:, 0] >= self.presence_logit
         mask = torch.full_like(image, EMPTY_LOGIT, dtype=cam.dtype)
@@ -136,13 +155,19 @@ class SamMix(nn.Module):
         """SAM on slices (S, 1, H, W) with boxes (S, K, 4), of which ``valid`` (S, K) are used -> mask logits
         (S, 1, H, W). Every slice needs at least one valid box; None means all are.
 
-        For each box the mask decoder predicts three masks with confidence scores; the highest-scoring mask is
+        Slices and boxes are scaled to ``sam_input_size`` first (boxes as SAM's ``ResizeLongestSide`` scales
+        them). For each box the mask decoder predicts three masks with confidence scores; the highest-scoring mask is
         kept, and the masks of a slice's valid boxes are united (pixel-wise maximum of the logits). Padding boxes
         go through the decoder too, so that shapes do not depend on the data, and are then left out.
         """
         if valid is None:
             valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
         rgb = image.expand(-1, 3, -1, -1) * self.pixel_scale
+        side = self.sam_input_size
+        if image.shape[-2:] != (side, side):
+            rgb = F.interpolate(rgb, size=(side, side), mode="bilinear", align_corners=False)
+            scale = torch.tensor([side / image.shape[-1], side / image.shape[-2]] * 2, device=boxes.device)
+            boxes = boxes * scale
         embeddings = self.sam.image_encoder(self.sam.preprocess(rgb))
         dense_pe = self.sam.prompt_encoder.get_dense_pe()
         masks = []
