@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from monai.networks.nets import BasicUNet
-
 from samzoo.networks.cine_unets import Framewise, RecurrentUNet, batch_to_frames, frames_to_batch
 from samzoo.networks.convlstm import ConvLSTM
 

@@ -49,7 +49,7 @@ class EvaluationReport:
     def __call__(self, engine: Engine) -> None:
         predictions = find_predictions(self.pred_dir, self.items)
         rows = evaluate_items(self.items, predictions, self.classes, self.label_values)
-        summary = write_report(rows, self.out_dir)
+        summary = write_report(rows, self.out_dir, self.items)
         logger.info("metrics of %d items written to %s\n%s", len(self.items), self.out_dir, results_table(summary))
         write_figures(self.items, predictions, self.classes, self.out_dir, animate=self.animate)
 

@@ -184,7 +184,7 @@ class SamMixReport:
         rows = evaluate_items(self.items, self.predictions, classes=classes, label_values={0, 1})
         if self.slice_fraction is not None:
             rows = [row for row in rows if row["slice_index"] in self._scored_slices(row["case_id"])]
-        summary = write_report(rows, self.out_dir)
+        summary = write_report(rows, self.out_dir, self.items, {"slice_fraction": self.slice_fraction})
         slices = sum(a["slices"] for a in self.accuracy.values())
         correct = sum(a["correct"] for a in self.accuracy.values())
         classification = {"accuracy": correct / max(slices, 1), "slices": slices, "cases": self.accuracy}

@@ -65,7 +65,7 @@ class SliceReportWriter:
 
     def write(self, engine: Engine) -> None:
         items, volumes = slice_volumes(self.samples, self.predictions)
-        summary = write_report(evaluate_items(items, volumes, self.classes), self.out_dir)
+        summary = write_report(evaluate_items(items, volumes, self.classes), self.out_dir, items)
         logger.info(
             "evaluation of %d slices written to %s\n%s", len(self.predictions), self.out_dir, results_table(summary)
         )

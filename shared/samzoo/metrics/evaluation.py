@@ -219,7 +219,7 @@ def evaluate_folder(
     classes = classes_from_labels(labels) if classes is None else dict(classes)
     predictions = find_predictions(pred_dir, items, pred_postfix)
     rows = evaluate_items(items, predictions, classes, label_values)
-    summary = write_report(rows, out_dir)
+    summary = write_report(rows, out_dir, items)
     logger.info(
         "evaluated %d items of %s (%s), %d rows\n%s", len(items), datalist, split, len(rows), results_table(summary)
     )

@@ -17,7 +17,9 @@ class ConvLSTMCell(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.hidden_channels = hidden_channels
-        self.gates = nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2)
+        self.gates = nn.Conv2d(
+            in_channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2
+        )
         with torch.no_grad():
             self.gates.bias.zero_()
             self.gates.bias[hidden_channels : 2 * hidden_channels].fill_(1.0)  # forget gate
@@ -43,7 +45,9 @@ class ConvLSTM(nn.Module):
     frames before it (``out_channels = hidden_channels``).
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, bidirectional: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, hidden_channels: int, kernel_size: int = 3, bidirectional: bool = True
+    ) -> None:
         super().__init__()
         self.forward_cell = ConvLSTMCell(in_channels, hidden_channels, kernel_size)
         self.backward_cell = ConvLSTMCell(in_channels, hidden_channels, kernel_size) if bidirectional else None
