@@ -4,15 +4,12 @@
 Python's ``False``/``True`` into booleans, and any non-empty string is true. The configs therefore read every
 on/off option through :func:`flag`, which takes the JSON spellings the configs themselves use as well, and every
 option that may be unset through :func:`optional`, which reads ``null`` (``--max_boxes null``) as None.
-:func:`val_interval` refuses a validation interval longer than the training; :func:`required` stops a config whose
-variant file was left out.
+:func:`val_interval` refuses a validation interval longer than the training.
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
-
-__all__ = ["flag", "optional", "required", "val_interval"]
+__all__ = ["flag", "optional", "val_interval"]
 
 _WORDS = {"true": True, "false": False}
 
@@ -42,9 +39,3 @@ def val_interval(interval: int, max_epochs: int) -> int:
             "models/model.pt would be saved; lower --val_interval or raise --max_epochs"
         )
     return interval
-
-
-def required(name: str, hint: str) -> NoReturn:
-    """Stop with a message naming the unset option ``name`` and how to set it (``hint``); a bundle whose network
-    comes from a variant file uses it as the default, so running without one says which files to add."""
-    raise ValueError(f"{name!r} is not set: {hint}")
