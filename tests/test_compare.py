@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from samzoo.cli import SamzooCLI
 from samzoo.data.datalist import CARDIAC_LABELS
 from samzoo.data.nifti import save_nifti
 from samzoo.metrics import evaluate_folder
-from samzoo.metrics.comparison import ComparisonError, Run, compare, parse_runs
+from samzoo.metrics.comparison import ComparisonError, compare, parse_runs
 from samzoo.metrics.provenance import METRICS_VERSION, split_fingerprint
 
 H, W, T = 24, 20, 3
@@ -47,25 +49,33 @@ def _item(k: int) -> dict:
     }
 
 
-@pytest.fixture
-def study(tmp_path: Path):
-    """A datalist of three SAX slices and a function that scores a run whose LV is shifted by the given rows per
-    slice (0 rows: Dice 1, HD 0; 2 rows: Dice 0.75, HD 2; 4 rows: Dice 0.5, HD 4) into its own report folder."""
-    data = tmp_path / "data"
+def _study(root: Path):
+    """A datalist of three SAX slices under ``root`` and a function that scores a run whose LV is shifted by the given
+    rows per slice (0 rows: Dice 1, HD 0; 2 rows: Dice 0.75, HD 2; 4 rows: Dice 0.5, HD 4) into ``root/<name>/eval``
+    (once per name)."""
+    data = root / "data"
     items = [_item(k) for k in range(3)]
     for item in items:
         save_nifti(_lv(), np.eye(4), data / item["label"])
     datalist = data / "datalist.json"
     datalist.write_text(json.dumps({"labels": CARDIAC_LABELS, "training": [], "validation": [], "test": items}))
+    reports: dict[str, Path] = {}
 
     def score(name: str, shifts: tuple[int, int, int], source: Path = datalist) -> Path:
-        pred_dir, report = tmp_path / name / "pred", tmp_path / name / "eval"
-        for item, shift in zip(items, shifts, strict=True):
-            save_nifti(_lv(shift), np.eye(4), pred_dir / item["label"])
-        evaluate_folder(pred_dir, source, report, classes={3: "LV"})
-        return report
+        if name not in reports:
+            pred_dir, reports[name] = root / name / "pred", root / name / "eval"
+            for item, shift in zip(items, shifts, strict=True):
+                save_nifti(_lv(shift), np.eye(4), pred_dir / item["label"])
+            evaluate_folder(pred_dir, source, reports[name], classes={3: "LV"})
+        return reports[name]
 
     return datalist, score
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The study of :func:`_study`, shared by the tests that only read its reports."""
+    return _study(tmp_path_factory.mktemp("study"))
 
 
 def _runs(score) -> list[dict]:
@@ -129,15 +139,17 @@ def test_tables_hold_the_hand_computed_metrics(study, tmp_path):
 def test_run_lists_from_files_and_cli(study, tmp_path):
     datalist, score = study
     runs = _runs(score)[:2]
+    root = Path(runs[0]["report"]).parents[1]
     for run in runs:
-        run["report"] = str(Path(run["report"]).relative_to(tmp_path))
+        run["report"] = os.path.relpath(run["report"], tmp_path)
     (tmp_path / "runs.yaml").write_text(json.dumps({"runs": runs}))  # JSON is YAML
     parsed = parse_runs(tmp_path / "runs.yaml")
-    assert parsed[0] == Run(report=tmp_path / "unet2d" / "eval", bundle="cine_baselines", variant="unet2d")
+    assert parsed[0].bundle == "cine_baselines" and parsed[0].variant == "unet2d"
+    assert parsed[0].report.resolve() == root / "unet2d" / "eval"
     out = SamzooCLI().compare(str(datalist), str(tmp_path / "runs.yaml"), str(tmp_path / "a"))
     assert Path(out).is_file()
     # the shorthand points at the output folder; the report is found in its eval/
-    specs = f"cine_baselines/unet2d={tmp_path / 'unet2d'},cine_baselines/unet3d={tmp_path / 'unet3d'}"
+    specs = f"cine_baselines/unet2d={root / 'unet2d'},cine_baselines/unet3d={root / 'unet3d'}"
     SamzooCLI().compare(str(datalist), specs, str(tmp_path / "b"))
     assert (tmp_path / "a" / "comparison.csv").read_text() == (tmp_path / "b" / "comparison.csv").read_text()
 
@@ -154,8 +166,8 @@ def test_refuses_a_run_scored_on_another_split(study, tmp_path):
     assert not (tmp_path / "cmp" / "comparison.md").exists()
 
 
-def test_refuses_different_labels_and_names_missing_cases(study, tmp_path):
-    datalist, score = study
+def test_refuses_different_labels_and_names_missing_cases(tmp_path):
+    datalist, score = _study(tmp_path)
     report = score("run", (0, 0, 0))
     # same items, but the ground truth of one slice changed after the run was scored
     save_nifti(_lv(1), np.eye(4), datalist.parent / "sax1_gt.nii.gz")
@@ -178,6 +190,7 @@ def test_refuses_different_labels_and_names_missing_cases(study, tmp_path):
 def test_refuses_other_metric_code_and_unrecorded_reports(study, tmp_path, edit, message):
     datalist, score = study
     runs = _runs(score)[:2]
+    runs[1]["report"] = str(shutil.copytree(runs[1]["report"], tmp_path / "unet3d"))
     summary_path = Path(runs[1]["report"]) / "summary.json"
     summary = json.loads(summary_path.read_text())
     edit(summary["evaluation"])
