@@ -299,6 +299,8 @@ class Comparison:
         reference = self.best_baseline(name)
         if reference is None:
             return "No run is a baseline: nothing to pair against."
+        if len(self.groups) == 1:
+            return f"{_label(reference)} is the only method: nothing to pair."
         lines = [
             f"Reference: {_label(reference)} (best baseline by mean Dice). Differences are method - reference per "
             "scored slice and phase, seeds averaged; p: two-sided Wilcoxon signed-rank test.",
