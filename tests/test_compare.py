@@ -217,8 +217,10 @@ def test_mlflow_run_holds_the_tables(study, tmp_path):
     mlflow = pytest.importorskip("mlflow")
     datalist, score = study
     uri = f"sqlite:///{tmp_path}/mlruns.db"
-    compare(datalist, _runs(score)[:2], tmp_path / "cmp", tracking="mlflow", tracking_uri=uri)
+    runs = [*_runs(score)[:1], {"method": "SAM (LiteMedSAM+)", "report": _runs(score)[1]["report"]}]
+    compare(datalist, runs, tmp_path / "cmp", tracking="mlflow", tracking_uri=uri)
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("samzoo_compare").experiment_id])
     assert math.isclose(run.data.metrics["seeds/LV/cine_baselines/unet2d/all/dice"], 0.5)
+    assert math.isclose(run.data.metrics["seeds/LV/SAM _LiteMedSAM__/all/dice"], 0.75)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"comparison.md", "comparison.csv", "figures"}

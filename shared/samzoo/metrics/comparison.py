@@ -23,6 +23,7 @@ import csv
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -473,7 +474,7 @@ def _log_mlflow(
                 continue
             labels = "" if r["num_labels"] is None else f"-{r['num_labels']}"
             key = f"{r['table']}/{r['class']}/{r['method']}{labels}/{r['group']}/{r['metric']}"
-            metrics[key.replace(" ", "_")] = r["mean"]
+            metrics[re.sub(r"[^\w\-. :/]", "_", key)] = r["mean"]  # the characters MLflow accepts
         mlflow.log_metrics(metrics)
         for path in files:
             mlflow.log_artifact(str(path), artifact_path="figures" if path.suffix == ".png" else None)
