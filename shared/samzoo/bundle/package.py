@@ -10,6 +10,11 @@ becomes ``"."``: like every model-zoo bundle, a packaged bundle runs from its ow
 A bundle may build on another one's configs: its metadata's ``samzoo_base_bundle`` names a sibling bundle whose
 ``configs/<name>.json`` comes first in every config list (:func:`config_stack`), so the bundle's own files hold only
 what differs. The archive holds each such config merged into one file, so it runs on its own.
+
+A config may take settings from another config file of its bundle by MONAI's ``%`` reference
+(``"backbone": "%bundles/cmr2dt_sam/configs/train.json#backbone"``: inference reads the architecture training
+declares). MONAI resolves such paths from the working directory, which MONAI Label does not set to the bundle, so
+:func:`resolve_file_references` writes the referenced content into the packaged configs.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from monai.bundle import ConfigParser
+from monai.bundle.utils import MACRO_KEY
+
 from .. import __version__
 from ..atomic import atomic_path
-from ..data.errors import DataError
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +74,11 @@ def config_stack(src: str | Path, name: str) -> list[Path]:
 
 def merged_config(src: Path, name: str) -> dict[str, Any]:
     """``configs/<name>.json`` of ``src`` merged with its base's: the bundle's own top-level ids replace the base's
-    (what MONAI does with a config list whose files set top-level ids)."""
+    (what MONAI does with a config list whose files set top-level ids). Each file's ``%`` references are resolved
+    in its own bundle's ``configs/`` first."""
     merged: dict[str, Any] = {}
     for path in config_stack(src, name):
-        merged.update(json.loads(path.read_text()))
+        merged.update(resolve_file_references(json.loads(path.read_text()), path.parent))
     return merged
 
 
@@ -120,7 +129,10 @@ def _bundle_entries(src: Path, with_model: bool) -> Iterator[tuple[str, bytes]]:
         if rel == "configs/metadata.json":
             yield rel, _dump(packaged_metadata(json.loads(path.read_text())))
         elif rel.startswith("configs/") and path.suffix == ".json":
-            config = merged_config(src, path.stem) if path.parent == src / "configs" else json.loads(path.read_text())
+            if path.parent == src / "configs":
+                config = merged_config(src, path.stem)
+            else:
+                config = resolve_file_references(json.loads(path.read_text()), src / "configs")
             yield rel, _dump(vendor_config(config))
         else:
             yield rel, path.read_bytes()
@@ -155,6 +167,29 @@ def vendor_config(config: Any) -> Any:
     return config
 
 
+def resolve_file_references(config: Any, configs_dir: Path) -> Any:
+    """``config`` with every ``%<file>#<id>`` reference replaced by the content of ``id`` in that file, read from
+    ``configs_dir`` (the bundle's own ``configs/``: the part of ``<file>`` after its last ``configs`` folder), so
+    that the config no longer depends on the working directory. References within one file (``%#id``) stay."""
+    if isinstance(config, dict):
+        return {key: resolve_file_references(value, configs_dir) for key, value in config.items()}
+    if isinstance(config, list):
+        return [resolve_file_references(value, configs_dir) for value in config]
+    if isinstance(config, str) and config.startswith(MACRO_KEY):
+        path, ids = ConfigParser.split_path_id(config[len(MACRO_KEY) :])
+        if path:
+            parts = Path(path).parts
+            if "configs" not in parts:
+                raise DataError(configs_dir, f"{config!r} references a file outside the bundle's configs folder")
+            at = len(parts) - 1 - parts[::-1].index("configs")
+            target = configs_dir.joinpath(*parts[at + 1 :])
+            if not target.is_file():
+                raise DataError(target, f"referenced by {config!r} but not in the bundle")
+            content = ConfigParser(ConfigParser.load_config_file(str(target)))[ids]
+            return resolve_file_references(content, configs_dir)
+    return config
+
+
 def packaged_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """The metadata of the packaged bundle: samzoo is vendored, so it is no longer a package to install."""
     packaged = dict(metadata)
@@ -177,5 +212,6 @@ __all__ = [
     "merged_config",
     "package_bundle",
     "packaged_metadata",
+    "resolve_file_references",
     "vendor_config",
 ]

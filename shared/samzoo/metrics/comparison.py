@@ -37,7 +37,7 @@ from scipy.stats import wilcoxon
 
 from ..atomic import atomic_path
 from ..data.datalist import load_datalist
-from ..data.errors import DataError
+from ..errors import DataError
 from .provenance import METRICS_VERSION, split_fingerprint
 from .report import describe, write_csv
 from .rows import POSITIONS, counted
