@@ -464,6 +464,8 @@ def _log_mlflow(
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri or f"sqlite:///{out_dir.resolve()}/mlruns.db")
+    if mlflow.get_experiment_by_name(experiment_name) is None:  # artifacts next to the comparison, not in the cwd
+        mlflow.create_experiment(experiment_name, artifact_location=(out_dir / "mlartifacts").resolve().as_uri())
     mlflow.set_experiment(experiment_name)
     with mlflow.start_run(run_name="compare"):
         mlflow.set_tag("samzoo.stage", "compare")
