@@ -1,4 +1,4 @@
-"""The ``samzoo`` command line: dataset preparation, synthetic demo data and evaluation.
+"""The ``samzoo`` command line: dataset preparation, synthetic demo data, evaluation and clinical read-outs.
 
 Run ``samzoo --help`` or ``samzoo COMMAND --help`` for the arguments of each command.
 """
@@ -20,6 +20,7 @@ class SamzooCLI:
     samzoo compact --datalist FILE --dst DIR [--frames all|labelled|T]
     samzoo evaluate --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S]
     samzoo compare --datalist FILE --runs RUNS --out DIR [--split test] [--tracking mlflow] [--tracking_uri URI]
+    samzoo clinical --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S] [--classes 2]
     samzoo text_prompts --out DIR [--model ViT-B-32] [--pretrained openai]
     samzoo package BUNDLE --out DIR [--recipe_only] [--overwrite]
     samzoo verify BUNDLE
@@ -97,6 +98,25 @@ class SamzooCLI:
         if len(specs) == 1 and Path(specs[0]).suffix in (".yaml", ".yml", ".json"):
             specs = specs[0]
         return str(compare(Path(datalist), specs, Path(out), split, tracking, tracking_uri))
+
+    def clinical(
+        self,
+        pred: str,
+        datalist: str,
+        out: str,
+        split: str = "test",
+        pred_postfix: str = "",
+        classes: list[int] | tuple[int, ...] | int | str | None = None,
+    ) -> str:
+        """Read EDV, ESV, SV, EF and myocardial mass from the predicted stacks in PRED and from DATALIST's SPLIT;
+        write OUT/clinical.csv, clinical_summary.json and plots (docs/clinical.md). CLASSES: the label values the
+        method segments (default: all of the datalist's; ``--classes 2`` for myocardium only)."""
+        from .clinical import clinical_folder
+
+        values = _as_list(str(classes) if isinstance(classes, int) else classes)
+        return str(
+            clinical_folder(Path(pred), Path(datalist), Path(out), split, pred_postfix, values and map(int, values))
+        )
 
     def text_prompts(self, out: str, model: str = "ViT-B-32", pretrained: str = "openai") -> list[str]:
         """Recompute the CLIP text embeddings of "sax" and "lax" into OUT/{sax,lax}.npy (needs the CLIP weights)."""
