@@ -19,6 +19,7 @@ class SamzooCLI:
     samzoo demo {cine,ct} --dst DIR [--cases N] [--seed N]
     samzoo compact --datalist FILE --dst DIR [--frames all|labelled|T]
     samzoo evaluate --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S]
+    samzoo compare --datalist FILE --runs RUNS --out DIR [--split test] [--tracking mlflow] [--tracking_uri URI]
     samzoo clinical --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S] [--classes 2]
     samzoo text_prompts --out DIR [--model ViT-B-32] [--pretrained openai]
     samzoo package BUNDLE --out DIR [--recipe_only] [--overwrite]
@@ -76,6 +77,27 @@ class SamzooCLI:
         from .metrics.evaluation import evaluate_folder
 
         return str(evaluate_folder(Path(pred), Path(datalist), Path(out), split=split, pred_postfix=pred_postfix))
+
+    def compare(
+        self,
+        datalist: str,
+        runs: str | list | tuple,
+        out: str,
+        split: str = "test",
+        tracking: str | None = None,
+        tracking_uri: str | None = None,
+    ) -> str:
+        """Compare finished runs evaluated on DATALIST's SPLIT; write OUT/comparison.md, comparison.csv, figures/.
+
+        RUNS is a YAML/JSON run list or one or more ``bundle/variant=FOLDER`` (FOLDER: the run's output folder or
+        its evaluation report). Runs scored on another split or with other metric code are refused, naming why.
+        """
+        from .metrics.comparison import compare
+
+        specs = runs if isinstance(runs, list | tuple) else _as_list(runs)
+        if len(specs) == 1 and Path(specs[0]).suffix in (".yaml", ".yml", ".json"):
+            specs = specs[0]
+        return str(compare(Path(datalist), specs, Path(out), split, tracking, tracking_uri))
 
     def clinical(
         self,

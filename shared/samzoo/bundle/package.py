@@ -7,6 +7,10 @@ place for bundle code, importable as ``scripts.samzoo`` once the bundle root is 
 samzoo imports itself only relatively, so the vendored copy never reaches for an installed one. ``bundle_root``
 becomes ``"."``: like every model-zoo bundle, a packaged bundle runs from its own folder.
 
+A bundle may build on another one's configs: its metadata's ``samzoo_base_bundle`` names a sibling bundle whose
+``configs/<name>.json`` comes first in every config list (:func:`config_stack`), so the bundle's own files hold only
+what differs. The archive holds each such config merged into one file, so it runs on its own.
+
 A config may take settings from another config file of its bundle by MONAI's ``%`` reference
 (``"backbone": "%bundles/cmr2dt_sam/configs/train.json#backbone"``: inference reads the architecture training
 declares). MONAI resolves such paths from the working directory, which MONAI Label does not set to the bundle, so
@@ -46,6 +50,36 @@ def bundle_dir(bundle: str | Path, bundles_root: str | Path = "bundles") -> Path
             return candidate
     names = sorted(p.parent.parent.name for p in Path(bundles_root).glob("*/configs/metadata.json"))
     raise DataError(Path(bundle), f"not a bundle folder and not a bundle name under {bundles_root}/ (known: {names})")
+
+
+def base_bundle(src: Path) -> Path | None:
+    """The bundle ``src`` builds on (metadata ``samzoo_base_bundle``, a folder next to ``src``), or None."""
+    base = json.loads((src / "configs" / "metadata.json").read_text()).get("samzoo_base_bundle")
+    if base is None:
+        return None
+    path = src.parent / base
+    if not (path / "configs" / "metadata.json").is_file():
+        raise DataError(src / "configs" / "metadata.json", f"base bundle {base!r} not found next to it ({path})")
+    return path
+
+
+def config_stack(src: str | Path, name: str) -> list[Path]:
+    """The config files that make up ``configs/<name>.json`` of bundle ``src``, in the order MONAI merges them:
+    the base bundle's (when it has one) before the bundle's own."""
+    src = Path(src)
+    base = base_bundle(src)
+    files = [] if base is None else [base / "configs" / f"{name}.json"]
+    return [f for f in files if f.is_file()] + [src / "configs" / f"{name}.json"]
+
+
+def merged_config(src: Path, name: str) -> dict[str, Any]:
+    """``configs/<name>.json`` of ``src`` merged with its base's: the bundle's own top-level ids replace the base's
+    (what MONAI does with a config list whose files set top-level ids). Each file's ``%`` references are resolved
+    in its own bundle's ``configs/`` first."""
+    merged: dict[str, Any] = {}
+    for path in config_stack(src, name):
+        merged.update(resolve_file_references(json.loads(path.read_text()), path.parent))
+    return merged
 
 
 def package_bundle(
@@ -95,7 +129,10 @@ def _bundle_entries(src: Path, with_model: bool) -> Iterator[tuple[str, bytes]]:
         if rel == "configs/metadata.json":
             yield rel, _dump(packaged_metadata(json.loads(path.read_text())))
         elif rel.startswith("configs/") and path.suffix == ".json":
-            config = resolve_file_references(json.loads(path.read_text()), src / "configs")
+            if path.parent == src / "configs":
+                config = merged_config(src, path.stem)
+            else:
+                config = resolve_file_references(json.loads(path.read_text()), src / "configs")
             yield rel, _dump(vendor_config(config))
         else:
             yield rel, path.read_bytes()
@@ -169,7 +206,10 @@ def _dump(value: Any) -> bytes:
 
 __all__ = [
     "VENDORED",
+    "base_bundle",
     "bundle_dir",
+    "config_stack",
+    "merged_config",
     "package_bundle",
     "packaged_metadata",
     "resolve_file_references",

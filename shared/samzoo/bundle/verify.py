@@ -29,7 +29,7 @@ from monai.networks.utils import convert_to_torchscript
 from monai.utils import get_equivalent_dtype
 
 from ..data.datalist import load_datalist
-from .package import bundle_dir
+from .package import bundle_dir, config_stack
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def check_metadata(meta_file: str | Path) -> None:
 def check_properties(bundle: Path, config: str, workflow_type: str, **overrides: Any) -> ConfigWorkflow:
     """Initialise ``configs/<config>.json`` as a MONAI workflow of ``workflow_type`` and require every property."""
     workflow = ConfigWorkflow(
-        config_file=str(bundle / "configs" / f"{config}.json"),
+        config_file=[str(f) for f in config_stack(bundle, config)],
         meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=False,
         workflow_type=workflow_type,
@@ -112,7 +112,7 @@ def check_net_in_out(bundle: Path, n: int, frames: int, **overrides: Any) -> Non
         verify_net_in_out(
             net_id=net_id,
             meta_file=str(bundle / "configs" / "metadata.json"),
-            config_file=str(bundle / "configs" / "inference.json"),
+            config_file=[str(f) for f in config_stack(bundle, "inference")],
             device="cpu",
             n=n,
             any=frames,
@@ -147,7 +147,7 @@ def export_torchscript(
 def inference_parser(bundle: Path, **overrides: Any) -> ConfigParser:
     """The bundle's ``inference.json`` with its metadata, rooted at ``bundle``."""
     parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.read_config([str(f) for f in config_stack(bundle, "inference")])
     parser.read_meta(str(bundle / "configs" / "metadata.json"))
     parser["bundle_root"] = str(bundle)
     for key, value in overrides.items():

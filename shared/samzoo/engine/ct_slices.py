@@ -117,6 +117,10 @@ class MiddleSlicePredictions(CollectedPredictions):
     def keep(self, row: Mapping[str, Any]) -> bool:
         return self.slice_fraction is None or row["slice_index"] in self._scored_slices(row["case_id"])
 
+    @property
+    def selection(self) -> dict[str, Any]:
+        return {"slice_fraction": self.slice_fraction}
+
     def _scored_slices(self, case_id: str) -> range:
         """Label-array indices of the middle slices of a case: :func:`middle_slice_range` in RAS order, mirrored
         when the label's last axis runs from superior to inferior."""

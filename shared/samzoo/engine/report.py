@@ -51,6 +51,11 @@ class PredictionSource:
         """Whether a metric row counts in the report (every row by default)."""
         return True
 
+    @property
+    def selection(self) -> dict[str, Any]:
+        """The settings of :meth:`keep`, recorded with the split in ``summary.json`` (none by default)."""
+        return {}
+
 
 class PredictionFiles(PredictionSource):
     """The NIfTI predictions the evaluator saved to ``pred_dir`` for ``items`` (absolute paths, as ``load_datalist``
@@ -121,7 +126,9 @@ class EvaluationReport:
 
     def __call__(self, engine: Engine) -> None:
         items, predictions = self.source.predictions()
-        report_predictions(items, predictions, self.classes, self.out_dir, self.label_values, self.source.keep)
+        report_predictions(
+            items, predictions, self.classes, self.out_dir, self.label_values, self.source.keep, self.source.selection
+        )
         write_figures(items, predictions, self.classes, self.out_dir, animate=self.animate)
 
 

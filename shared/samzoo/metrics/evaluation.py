@@ -203,10 +203,12 @@ def report_predictions(
     out_dir: str | Path,
     label_values: Iterable[int] | None = None,
     keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``predictions`` against the items' labels (:func:`evaluate_items`), keep the rows ``keep`` accepts
     (all when None), write ``metrics.csv``, ``summary.json`` and ``metrics.png`` into ``out_dir``
-    (:func:`~samzoo.metrics.report.write_report`) and log the results table; return the summary.
+    (:func:`~samzoo.metrics.report.write_report`, which records the items' fingerprint with ``selection``, the
+    settings of ``keep``) and log the results table; return the summary.
 
     The one evaluation-report path: ``samzoo evaluate`` and every bundle's evaluation handler
     (:class:`samzoo.engine.EvaluationReport`) come here.
@@ -214,7 +216,7 @@ def report_predictions(
     rows = evaluate_items(items, predictions, classes, label_values)
     if keep is not None:
         rows = [row for row in rows if keep(row)]
-    summary = write_report(rows, out_dir)
+    summary = write_report(rows, out_dir, items, selection)
     logger.info(
         "evaluated %d items (%d rows), report in %s\n%s", len(items), len(rows), out_dir, results_table(summary)
     )

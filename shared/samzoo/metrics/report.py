@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from .plots import plot_metrics
+from .provenance import evaluation_record
 from .rows import PHASE_GROUPS, POSITIONS, ROW_FIELDS, counted, phase_group, position_group
 
 METRICS = ("dice", "hd_px", "hd95_px", "masd_px", "hd_mm", "hd95_mm", "masd_mm")
@@ -35,7 +36,7 @@ _TABLE_ROWS = (
 )
 
 
-def _stats(values: Sequence[float]) -> dict[str, float | int]:
+def describe(values: Sequence[float]) -> dict[str, float | int]:
     """Mean, sample standard deviation (0 for a single value) and count."""
     array = np.asarray(values, dtype=np.float64)
     std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
@@ -48,7 +49,7 @@ def _group_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float
     for metric in METRICS:
         values = [row[metric] for row in rows if row[metric] is not None]
         if values:
-            out[metric] = _stats(values)
+            out[metric] = describe(values)
     return out
 
 
@@ -89,7 +90,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
         volumes = {r["case_id"]: r["dice_3d"] for r in mine if r["dice_3d"] is not None}
         if volumes:
-            entry["dice_3d"] = _stats(list(volumes.values()))
+            entry["dice_3d"] = describe(list(volumes.values()))
         classes[name] = entry
     with_mm = sum(row["hd_mm"] is not None for row in rows)
     return {
@@ -160,11 +161,21 @@ def _csv_value(value: Any) -> Any:
     return round(value, 6) if isinstance(value, float) else value
 
 
-def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> dict[str, Any]:
-    """Write ``metrics.csv``, ``summary.json`` and ``metrics.png`` into ``out_dir`` (created); return the summary."""
+def write_report(
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    items: Sequence[Mapping[str, Any]],
+    selection: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``metrics.csv``, ``summary.json`` and ``metrics.png`` into ``out_dir`` (created); return the summary.
+
+    ``items`` are the datalist items the rows were computed on: ``summary.json`` records their fingerprint and the
+    metric version under ``"evaluation"`` (:func:`~samzoo.metrics.provenance.evaluation_record`, with
+    ``selection``), which ``samzoo compare`` checks.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(rows)
+    summary = summarize(rows) | {"evaluation": evaluation_record(items, selection)}
     write_csv(rows, out_dir / "metrics.csv", ROW_FIELDS)
     _write_atomic(
         out_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
