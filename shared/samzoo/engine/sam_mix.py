@@ -1,9 +1,12 @@
-"""Engine hooks of the SAM-Mix and SAM-PP bundles: batch preparation, the joint loss, volume inference and reports.
+"""Engine hooks of the CT bundles (SAM-Mix, SAM-PP and the baselines): batch preparation, the joint loss, volume
+inference and reports.
 
-Training works on 2D slices (:class:`SamMixPrepareBatch`, :class:`SamMixLoss`); evaluation and inference run the
-slice network over whole CT volumes (:class:`SliceBatchInferer`) and write the shared metrics report with the slice
-classification accuracy (:class:`SamMixReport`) or the per-slice presence probabilities (:class:`PresenceWriter`) of
-the volumes :func:`inference_items` lists.
+Training works on 2D slices (:class:`SamMixPrepareBatch`, :class:`SamMixLoss`, :class:`SliceOutputsInferer`);
+evaluation and inference run the slice network over whole CT volumes (:class:`SliceBatchInferer`) and write the
+shared metrics report, with the slice classification accuracy when the network classifies (:class:`SamMixReport`),
+or the per-slice presence probabilities (:class:`PresenceWriter`) of the volumes :func:`inference_items` lists.
+A slice network returns a dict with ``mask`` logits and, when it classifies slices, ``score`` (presence logit) and
+``cam`` (its class map); a plain tensor is a segmentation-only network's mask (:func:`slice_outputs`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ __all__ = [
     "SamMixPrepareBatch",
     "SamMixReport",
     "SliceBatchInferer",
+    "SliceOutputsInferer",
     "inference_items",
+    "slice_outputs",
 ]
 
 
@@ -49,9 +54,9 @@ class SamMixPrepareBatch(PrepareBatch):
 
     targets holds ``seg`` (B, 1, H, W), ``presence`` (B, 1) and ``labelled`` (B, 1; ones when the batch has no
     such key). ``gate_key`` names the batch entry that decides which slices SAM segments: ``"labelled"`` in
-    training (SAM runs only where the segmentation loss can use it), None to let the classifier decide. The gate
-    stays on the host, where the batch comes from, so the network can pick those slices without waiting for the
-    device.
+    training (SAM runs only where the segmentation loss can use it), None to let the classifier decide (the
+    network then gets no gate, so networks without one take the same batches). The gate stays on the host, where
+    the batch comes from, so the network can pick those slices without waiting for the device.
     """
 
     def __init__(self, gate_key: str | None = "labelled") -> None:
@@ -68,14 +73,18 @@ class SamMixPrepareBatch(PrepareBatch):
             torch.as_tensor(batchdata["labelled"]).float() if "labelled" in batchdata else torch.ones_like(presence)
         )
         flags = {"presence": presence, "labelled": labelled}
-        gate = None if self.gate_key is None else flags[self.gate_key].flatten().cpu() > 0
+        kwargs = {} if self.gate_key is None else {"gate": flags[self.gate_key].flatten().cpu() > 0}
         targets = {"seg": to(batchdata["label"]).float(), **{key: to(value) for key, value in flags.items()}}
-        return to(batchdata["image"]), targets, (), {"gate": gate}
+        return to(batchdata["image"]), targets, (), kwargs
 
 
 class SamMixLoss(nn.Module):
     """lambda_cls * binary focal loss on the presence logits of every slice (Eq. 3) + lambda_seg * Dice loss
-    (Eq. 9) averaged over the labelled slices of the batch (zero when the batch has none)."""
+    (Eq. 9) averaged over the labelled slices of the batch (zero when the batch has none).
+
+    With ``gamma`` 0 and ``alpha`` None the focal loss is the binary cross-entropy; with ``lambda_cls`` 0 the
+    classification term is left out, so segmentation-only networks (no ``score``) train with the same loss.
+    """
 
     def __init__(
         self, alpha: float = 0.25, gamma: float = 2.0, lambda_cls: float = 1.0, lambda_seg: float = 1.0
@@ -87,18 +96,32 @@ class SamMixLoss(nn.Module):
         self.lambda_seg = lambda_seg
 
     def forward(self, pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        cls = self.focal(pred["score"].float(), target["presence"])
         weight = target["labelled"].flatten()
         seg = self.dice(pred["mask"].float(), target["seg"]).flatten()
-        seg = (seg * weight).sum() / weight.sum().clamp(min=1.0)
-        return self.lambda_cls * cls + self.lambda_seg * seg
+        loss = self.lambda_seg * (seg * weight).sum() / weight.sum().clamp(min=1.0)
+        if self.lambda_cls:
+            loss = loss + self.lambda_cls * self.focal(pred["score"].float(), target["presence"])
+        return loss
+
+
+def slice_outputs(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A slice network's output as a dict: a tensor is the ``mask`` logits of a segmentation-only network."""
+    return dict(output) if isinstance(output, Mapping) else {"mask": output}
+
+
+class SliceOutputsInferer(Inferer):
+    """Run a slice network on a batch of slices (B, C, H, W) and return its outputs as a dict
+    (:func:`slice_outputs`), so segmentation-only and classifying networks share losses and post-processing."""
+
+    def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        return slice_outputs(network(inputs, *args, **kwargs))
 
 
 class SliceBatchInferer(Inferer):
     """Run a slice network on every axial slice of volumes (B, 1, H, W, D), ``batch_size`` slices at a time.
 
-    Returns ``{"mask": (B, 1, H, W, D), "cam": (B, 1, H, W, D), "prob": (B, D)}``, the last being the presence
-    probability of each slice.
+    Returns ``{"mask": (B, 1, H, W, D)}`` and, for a network that classifies slices, ``"cam": (B, 1, H, W, D)``
+    and ``"prob": (B, D)``, the presence probability of each slice.
     """
 
     def __init__(self, batch_size: int = 16) -> None:
@@ -106,14 +129,17 @@ class SliceBatchInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         slices = inputs.movedim(-1, 1).flatten(0, 1)  # (B * D, 1, H, W)
-        outputs = [network(chunk, *args, **kwargs) for chunk in torch.split(slices, self.batch_size)]
+        outputs = [slice_outputs(network(chunk, *args, **kwargs)) for chunk in torch.split(slices, self.batch_size)]
         batch, depth = inputs.shape[0], inputs.shape[-1]
 
         def volume(key: str) -> torch.Tensor:
             joined = torch.cat([o[key].float() for o in outputs])
             return joined.unflatten(0, (batch, depth)).movedim(1, -1)
 
-        return {"mask": volume("mask"), "cam": volume("cam"), "prob": torch.sigmoid(volume("score"))[:, 0]}
+        volumes = {"mask": volume("mask")}
+        if "score" in outputs[0]:
+            volumes |= {"cam": volume("cam"), "prob": torch.sigmoid(volume("score"))[:, 0]}
+        return volumes
 
 
 def _source_name(item: Mapping[str, Any], key: str = "image") -> str:
@@ -124,8 +150,9 @@ def _source_name(item: Mapping[str, Any], key: str = "image") -> str:
 class SamMixReport:
     """Evaluator handler: collect each volume's prediction on the label grid (entries are looked up in the output,
     then in the batch) and, at the end, write the shared metrics report (metrics.csv, summary.json, metrics.png),
-    an overlay per volume (``overlays/``, the slices holding the most liver in the label and in the prediction) and
-    classification.json, the slice-level presence accuracy per case and overall.
+    an overlay per volume (``overlays/``, the slices holding the most liver in the label and in the prediction) and,
+    when the network classifies slices (its output has ``prob_key``), classification.json, the slice-level presence
+    accuracy per case and overall.
 
     Args:
         items: the evaluated datalist items, in the evaluator's order.
@@ -168,6 +195,8 @@ class SamMixReport:
         for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
             item = self.items[len(self.predictions)]
             self.predictions.append(np.asarray(output[pred_key].detach().cpu())[0].astype(np.uint8))
+            if prob_key not in output:
+                continue
             predicted = output[prob_key].detach().cpu() >= self.threshold
             truth = {**batch, **output}[presence_key].detach().cpu() > 0
             self.accuracy[item["case_id"]] = {
@@ -185,12 +214,13 @@ class SamMixReport:
         if self.slice_fraction is not None:
             rows = [row for row in rows if row["slice_index"] in self._scored_slices(row["case_id"])]
         summary = write_report(rows, self.out_dir)
-        slices = sum(a["slices"] for a in self.accuracy.values())
-        correct = sum(a["correct"] for a in self.accuracy.values())
-        classification = {"accuracy": correct / max(slices, 1), "slices": slices, "cases": self.accuracy}
-        (self.out_dir / "classification.json").write_text(json.dumps(classification, indent=2))
         logger.info("liver segmentation:\n%s", results_table(summary))
-        logger.info("slice presence accuracy %.4f over %d slices", classification["accuracy"], slices)
+        if self.accuracy:
+            slices = sum(a["slices"] for a in self.accuracy.values())
+            correct = sum(a["correct"] for a in self.accuracy.values())
+            classification = {"accuracy": correct / max(slices, 1), "slices": slices, "cases": self.accuracy}
+            (self.out_dir / "classification.json").write_text(json.dumps(classification, indent=2))
+            logger.info("slice presence accuracy %.4f over %d slices", classification["accuracy"], slices)
         write_figures(self.items, self.predictions, classes, self.out_dir)
 
     def _scored_slices(self, case_id: str) -> range:
