@@ -73,9 +73,9 @@ class SamMixPrepareBatch(PrepareBatch):
             torch.as_tensor(batchdata["labelled"]).float() if "labelled" in batchdata else torch.ones_like(presence)
         )
         flags = {"presence": presence, "labelled": labelled}
-        kwargs = {} if self.gate_key is None else {"gate": flags[self.gate_key].flatten().cpu() > 0}
+        gate = {} if self.gate_key is None else {"gate": flags[self.gate_key].flatten().cpu() > 0}
         targets = {"seg": to(batchdata["label"]).float(), **{key: to(value) for key, value in flags.items()}}
-        return to(batchdata["image"]), targets, (), kwargs
+        return to(batchdata["image"]), targets, (), gate
 
 
 class SamMixLoss(nn.Module):
