@@ -12,6 +12,7 @@ from monai.bundle import ConfigParser, run
 from monai.losses import DiceLoss
 from samzoo.data.datalist import load_datalist
 from samzoo.data.semi_supervised import LabelledBatchSampler, select_labelled
+from samzoo.engine.checkpoints import RUN_RECORD
 from samzoo.engine.sam_mix import SamMixLoss, SliceBatchInferer
 from samzoo.studies.repeats import run_repeats
 
@@ -142,5 +143,8 @@ def test_repeats_run_a_variant_with_full_supervision(demo, tmp_path):
                        variants=["unet"])  # fmt: skip
     (row,) = rows
     assert row["variant"] == "unet" and row["num_labelled"] is None and row["accuracy"] is None
-    assert (tmp_path / "unet-full" / "seed0" / "models" / "model.pt").is_file()
+    models = tmp_path / "unet-full" / "seed0" / "models"
+    checkpoint = torch.load(next(models.glob("checkpoint_epoch=1*.pt")), weights_only=True)
+    assert checkpoint[RUN_RECORD]["num_labelled"] is None  # trained on every slice, not on the default N
+    assert checkpoint["trainer"]["iteration"] == 60 // TINY["batch_size"] + 1  # the demo's 60 training slices
     assert "| U-Net-full | full | in_domain | 1 |" in (tmp_path / "results.md").read_text()

@@ -92,14 +92,16 @@ def run_once(
     common = {"bundle_root": str(run_dir), **(overrides or {})}
     before = latest_checkpoint(run_dir / "models")
     start = time.perf_counter()
-    run(config_file=_configs(bundles_dir, bundle, variant), num_labelled=num_labelled, seed=seed, **common)
+    # monai.bundle.run drops None overrides, so full supervision goes as the configs' "null"
+    supervision = {"num_labelled": "null" if num_labelled is None else num_labelled}
+    run(config_file=_configs(bundles_dir, bundle, variant), seed=seed, **supervision, **common)
     train_s = _training_time(run_dir, time.perf_counter() - start, latest_checkpoint(run_dir / "models") != before)
     rows = []
     for name, dataset_dir in eval_sets.items():
         eval_dir = run_dir / "runs" / f"eval_{name}"
         data = {"dataset_dir": dataset_dir} if dataset_dir else {}
         configs = _configs(bundles_dir, bundle, variant, "evaluate")
-        run(config_file=configs, **{**common, **data, "num_labelled": num_labelled, "eval_dir": str(eval_dir)})
+        run(config_file=configs, **{**common, **data, **supervision, "eval_dir": str(eval_dir)})
         liver = json.loads((eval_dir / "summary.json").read_text())["classes"]["liver"]
         classification = eval_dir / "classification.json"
         accuracy = json.loads(classification.read_text())["accuracy"] if classification.is_file() else None
