@@ -121,7 +121,9 @@ def test_variant_trains_evaluates_and_infers(demo, variant, tmp_path):
     classification = eval_dir / "classification.json"
     assert classification.is_file() == (variant == "multimix")  # only MultiMix classifies slices
     test = load_datalist(demo / "datalist.json", "test")
-    run(config_file=_configs(variant, "inference"), input_files=[item["image"] for item in test], **common)
+    # inference.json stands alone (the architecture by % references to train.json); the variant file follows it
+    inference = [str(CONFIGS / "inference.json"), str(CONFIGS / "variants" / f"{variant}.json")]
+    run(config_file=inference, input_files=[item["image"] for item in test], **common)
     out = tmp_path / "runs" / "inference"
     for item in test:
         name = Path(item["image"]).name.split(".")[0]

@@ -67,16 +67,24 @@ class LabelledBatchSampler(Sampler[list[int]]):
     order) and the rest from the other slices (each once per epoch, shuffled).
 
     An epoch is one pass over the unlabelled slices, ``ceil(U / (batch_size - labelled_per_batch))`` batches; the
-    last batch may be shorter. When every slice is labelled (full supervision) an epoch is one pass over them in
-    batches of ``batch_size``. Shuffling follows a generator seeded with ``seed``, so runs repeat exactly.
+    last batch may be shorter. When every slice is labelled (full supervision), or ``with_unlabelled`` is False (a
+    segmentation-only network has nothing to learn from a slice without its mask), an epoch is one pass over the
+    labelled slices in batches of ``batch_size``. Shuffling follows a generator seeded with ``seed``, so runs repeat
+    exactly.
     """
 
     def __init__(
-        self, num_items: int, labelled: Sequence[int], batch_size: int, labelled_per_batch: int, seed: int = 0
+        self,
+        num_items: int,
+        labelled: Sequence[int],
+        batch_size: int,
+        labelled_per_batch: int,
+        seed: int = 0,
+        with_unlabelled: bool = True,
     ) -> None:
         super().__init__()
         self.labelled = sorted(set(labelled))
-        self.unlabelled = sorted(set(range(num_items)) - set(self.labelled))
+        self.unlabelled = sorted(set(range(num_items)) - set(self.labelled)) if with_unlabelled else []
         per_batch = min(labelled_per_batch, len(self.labelled))
         if not 0 < per_batch < batch_size:
             raise ValueError(
