@@ -13,7 +13,8 @@ from monai.losses import DiceLoss
 from samzoo.data.datalist import load_datalist
 from samzoo.data.semi_supervised import LabelledBatchSampler, select_labelled
 from samzoo.engine.checkpoints import RUN_RECORD
-from samzoo.engine.sam_mix import SamMixLoss, SliceBatchInferer
+from samzoo.engine.ct_slices import SliceBatchInferer
+from samzoo.losses import SamMixLoss
 from samzoo.studies.repeats import run_repeats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,19 +133,11 @@ def test_variant_trains_evaluates_and_infers(demo, variant, tmp_path):
         assert (out / f"{name}_presence.csv").is_file() == (variant == "multimix")
 
 
-def test_repeats_refuse_an_unknown_variant_before_training(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no variant 'unet3d'.*'multimix', 'paper', 'transunet', 'unet'"):
-        run_repeats("ct_baselines", tmp_path, [5], [0], bundles_dir=REPO / "bundles", variants=["unet", "unet3d"])
-    assert not any(tmp_path.iterdir())
-
-
 @pytest.mark.slow
-def test_repeats_run_a_variant_with_full_supervision(demo, tmp_path):
+def test_repeats_run_a_baseline_with_full_supervision(demo, tmp_path):
     overrides = {"dataset_dir": str(demo), "max_epochs": 1, **TINY}
-    rows = run_repeats("ct_baselines", tmp_path, [None], [0], bundles_dir=REPO / "bundles", overrides=overrides,
-                       variants=["unet"])  # fmt: skip
-    (row,) = rows
-    assert row["variant"] == "unet" and row["num_labelled"] is None and row["accuracy"] is None
+    (row,) = run_repeats("unet", tmp_path, [None], [0], bundles_dir=REPO / "bundles", overrides=overrides)
+    assert row["bundle"] == "unet" and row["num_labelled"] is None and row["accuracy"] is None
     models = tmp_path / "unet-full" / "seed0" / "models"
     checkpoint = torch.load(next(models.glob("checkpoint_epoch=1*.pt")), weights_only=True)
     assert checkpoint[RUN_RECORD]["num_labelled"] is None  # trained on every slice, not on the default N

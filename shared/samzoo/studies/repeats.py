@@ -1,16 +1,13 @@
-"""Repeated runs of the CT bundles (sam_mix, sam_pp, the ct_baselines variants) and the mean ± std table of
-Tables 1-2 of SAM-Mix.
+"""Repeated runs of SAM-Mix and SAM-PP (the sam_mix bundle and its ``variants/sam_pp.json``) and of the
+ct_baselines networks (``unet``, ``transunet``, ``multimix``: that bundle and the variant file of the same name),
+and the mean ± std table of Tables 1-2 of SAM-Mix. N = None is full supervision (every training slice keeps its
+mask; folder ``<method>-full``), as the paper trains its baselines.
 
-Every (number of labelled slices N, seed) pair trains the bundle in its own folder ``out_dir/<bundle>-<N>/seed<k>``
+Every (number of labelled slices N, seed) pair trains the method in its own folder ``out_dir/<method>-<N>/seed<k>``
 (``--bundle_root`` of the run, so checkpoints and logs stay apart) through ``monai.bundle.run``, then evaluates it on
 the test split of the training dataset (``in_domain``) and of each ``cross_domain`` dataset (e.g. TotalSegmentator,
 Table 2). Training resumes from the newest checkpoint, so running the same command again only evaluates; the
 ``train_s`` of a run is then the training time stored when it was trained (``runs/train_seconds.txt``).
-
-A bundle with variant files (``configs/variants/<name>.json``, e.g. ct_baselines' ``unet``, ``transunet`` and
-``multimix``) runs each of ``variants`` in ``out_dir/<variant>-<N>/seed<k>``, its variant file after ``train.json``.
-N = None is full supervision (every training slice keeps its mask; folder ``<name>-full``), as the paper trains its
-baselines.
 
 For each run the summary holds the mean over the evaluated slices of Dice and HD (pixels, and mm where the spacing
 is known) and the slice presence accuracy (of networks that classify slices); the table gives, per setting and
@@ -23,8 +20,6 @@ Command line (from the repository root; further ``--id value`` pairs override bu
 
     python -m samzoo.studies.repeats sam_mix OUT_DIR --num_labelled "[5,50,100]" [--seeds "[0,1,2,3,4]"]
         [--cross_domain "{'totalseg': '/data/prepared/totalseg'}"] [--dataset_dir /data/prepared/lits] [...]
-    python -m samzoo.studies.repeats ct_baselines OUT_DIR --variants "['unet','transunet','multimix']"
-        --num_labelled "[5,None]" [...]
 """
 
 from __future__ import annotations
@@ -48,31 +43,29 @@ logger = logging.getLogger(__name__)
 
 SEEDS = (0, 1, 2, 3, 4)
 METRICS = ("dice", "hd_px", "hd_mm", "accuracy")
-RUN_FIELDS = ("bundle", "variant", "num_labelled", "seed", "eval_set", "slices", *METRICS, "train_s")
+RUN_FIELDS = ("bundle", "num_labelled", "seed", "eval_set", "slices", *METRICS, "train_s")
 RESULT_FIELDS = (
     "bundle",
-    "variant",
     "num_labelled",
     "eval_set",
     "runs",
     *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
 )
 NAMES = {"sam_mix": "SAM-Mix", "sam_pp": "SAM-PP", "unet": "U-Net", "transunet": "TransUNet", "multimix": "MultiMix"}
+METHODS = {
+    "sam_mix": ("sam_mix", ()),
+    "sam_pp": ("sam_mix", ("variants/sam_pp",)),
+    **{name: ("ct_baselines", (f"variants/{name}",)) for name in ("unet", "transunet", "multimix")},
+}
+"""Method -> (bundle, variant files): SAM-PP is the sam_mix network trained in two stages."""
 
 
-def _configs(bundles_dir: Path, bundle: str, variant: str | None, *names: str) -> list[str]:
-    """Config files of a run: ``train.json``, the variant file (when given), then ``names``."""
-    configs = bundles_dir / bundle / "configs"
-    variant_file = [] if variant is None else [configs / "variants" / f"{variant}.json"]
-    for path in variant_file:
-        if not path.is_file():
-            known = sorted(p.stem for p in (configs / "variants").glob("*.json"))
-            raise FileNotFoundError(f"{bundle} has no variant {variant!r} ({path}); its variants: {known}")
-    return [str(p) for p in [configs / "train.json", *variant_file, *(configs / f"{n}.json" for n in names)]]
-
-
-def _label(num_labelled: int | None) -> str:
-    return "full" if num_labelled is None else str(num_labelled)
+def _configs(bundles_dir: Path, method: str, evaluate: bool = False) -> list[str]:
+    """The config files of ``method``'s training (``evaluate``: and evaluation): train.json, the method's variant
+    files, then evaluate.json, which comes last so that its ``run`` replaces training's."""
+    bundle, variants = METHODS.get(method, (method, ()))
+    names = ["train", *variants, *(["evaluate"] if evaluate else [])]
+    return [str(bundles_dir / bundle / "configs" / f"{name}.json") for name in names]
 
 
 def run_once(
@@ -83,24 +76,23 @@ def run_once(
     eval_sets: Mapping[str, str],
     bundles_dir: str | Path = "bundles",
     overrides: Mapping[str, Any] | None = None,
-    variant: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``bundle`` (with its ``variant`` file, if given) once with ``num_labelled`` (None: every slice) and
-    ``seed``, evaluate on each of ``eval_sets`` (name -> dataset folder, "" for the training data), and return one
-    row per evaluation set (fields :data:`RUN_FIELDS`; ``accuracy`` None for a network that does not classify)."""
+    """Train ``bundle`` (a bundle, or a method of :data:`METHODS`) once with ``num_labelled`` and ``seed``, evaluate
+    on each of ``eval_sets`` (name -> dataset folder, "" for the training data), and return one row per evaluation
+    set (fields :data:`RUN_FIELDS`)."""
     run_dir, bundles_dir = Path(run_dir), Path(bundles_dir)
     common = {"bundle_root": str(run_dir), **(overrides or {})}
     before = latest_checkpoint(run_dir / "models")
     start = time.perf_counter()
     # monai.bundle.run drops None overrides, so full supervision goes as the configs' "null"
     supervision = {"num_labelled": "null" if num_labelled is None else num_labelled}
-    run(config_file=_configs(bundles_dir, bundle, variant), seed=seed, **supervision, **common)
+    run(config_file=_configs(bundles_dir, bundle), seed=seed, **supervision, **common)
     train_s = _training_time(run_dir, time.perf_counter() - start, latest_checkpoint(run_dir / "models") != before)
     rows = []
     for name, dataset_dir in eval_sets.items():
         eval_dir = run_dir / "runs" / f"eval_{name}"
         data = {"dataset_dir": dataset_dir} if dataset_dir else {}
-        configs = _configs(bundles_dir, bundle, variant, "evaluate")
+        configs = _configs(bundles_dir, bundle, evaluate=True)
         run(config_file=configs, **{**common, **data, **supervision, "eval_dir": str(eval_dir)})
         liver = json.loads((eval_dir / "summary.json").read_text())["classes"]["liver"]
         classification = eval_dir / "classification.json"
@@ -109,7 +101,6 @@ def run_once(
         rows.append(
             {
                 "bundle": bundle,
-                "variant": variant,
                 "num_labelled": num_labelled,
                 "seed": seed,
                 "eval_set": name,
@@ -135,21 +126,15 @@ def _training_time(run_dir: Path, seconds: float, trained: bool) -> float:
 
 
 def summarize_runs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Group run rows by (bundle, variant, N, evaluation set) in first-seen order: mean and sample std of each
-    metric over the runs that have it (fields :data:`RESULT_FIELDS`). The mean is None where no run has the metric,
-    the std also where only one has it: one run says nothing about the spread, and a std of 0 would claim it does."""
+    """Group run rows by (bundle, N, evaluation set) in first-seen order: mean and sample std of each metric over
+    the runs that have it (fields :data:`RESULT_FIELDS`). The mean is None where no run has the metric, the std
+    also where only one has it: one run says nothing about the spread, and a std of 0 would claim it does."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["bundle"], row["variant"], row["num_labelled"], row["eval_set"]), []).append(row)
+        groups.setdefault((row["bundle"], row["num_labelled"], row["eval_set"]), []).append(row)
     results = []
-    for (bundle, variant, n, eval_set), runs in groups.items():
-        result: dict[str, Any] = {
-            "bundle": bundle,
-            "variant": variant,
-            "num_labelled": n,
-            "eval_set": eval_set,
-            "runs": len(runs),
-        }
+    for (bundle, n, eval_set), runs in groups.items():
+        result: dict[str, Any] = {"bundle": bundle, "num_labelled": n, "eval_set": eval_set, "runs": len(runs)}
         for metric in METRICS:
             values = [r[metric] for r in runs if r[metric] is not None]
             result[f"{metric}_mean"] = statistics.fmean(values) if values else None
@@ -185,8 +170,8 @@ def write_tables(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        name = r["variant"] or r["bundle"]
-        model = f"{NAMES.get(name, name)}-{_label(r['num_labelled'])}"
+        label = "full" if r["num_labelled"] is None else r["num_labelled"]
+        model = f"{NAMES.get(r['bundle'], r['bundle'])}-{label}"
         supervision = "full" if r["num_labelled"] is None else f"{r['num_labelled']} labelled slices"
         cells = [model, supervision, r["eval_set"], str(r["runs"])]
         lines.append("| " + " | ".join(cells + [_cell(r, m) for m in METRICS]) + " |")
@@ -198,29 +183,31 @@ def write_tables(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> str:
 def run_repeats(
     bundle: str,
     out_dir: str | Path,
-    num_labelled: Sequence[int | None] = (5,),
+    num_labelled: Sequence[int] = (5,),
     seeds: Sequence[int] = SEEDS,
     cross_domain: Mapping[str, str] | None = None,
     bundles_dir: str | Path = "bundles",
     overrides: Mapping[str, Any] | None = None,
-    variants: Sequence[str | None] = (None,),
 ) -> list[dict[str, Any]]:
-    """Every (variant, N, seed) run of ``bundle`` (:func:`run_once`), then the tables (:func:`write_tables`);
-    returns the run rows. Without ``dataset_dir`` in ``overrides`` all runs share one synthetic demo in
-    ``out_dir/demo_ct``."""
+    """Every (N, seed) run of ``bundle`` (:func:`run_once`), then the tables (:func:`write_tables`); returns the
+    run rows. Without ``dataset_dir`` in ``overrides`` all runs share one synthetic demo in ``out_dir/demo_ct``."""
     out_dir = Path(out_dir)
     overrides = {"demo_dir": str(out_dir / "demo_ct"), **(overrides or {})}
     eval_sets = {"in_domain": "", **(cross_domain or {})}
     rows = []
-    for variant in variants:
-        _configs(Path(bundles_dir), bundle, variant)  # an unknown variant stops before anything trains
-    for variant in variants:
-        for n in num_labelled:
-            for seed in seeds:
-                logger.info("%s %s with %s labelled slices, seed %d", bundle, variant or "", _label(n), seed)
-                run_dir = out_dir / f"{variant or bundle}-{_label(n)}" / f"seed{seed}"
-                rows += run_once(bundle, run_dir, n, seed, eval_sets, bundles_dir, overrides, variant)
-                write_tables(rows, out_dir)
+    for n in num_labelled:
+        for seed in seeds:
+            logger.info("%s with %s labelled slices, seed %d", bundle, "all" if n is None else n, seed)
+            rows += run_once(
+                bundle,
+                out_dir / f"{bundle}-{'full' if n is None else n}" / f"seed{seed}",
+                n,
+                seed,
+                eval_sets,
+                bundles_dir,
+                overrides,
+            )
+            write_tables(rows, out_dir)
     logger.info("results in %s\n%s", out_dir, write_tables(rows, out_dir))
     return rows
 
@@ -228,20 +215,17 @@ def run_repeats(
 def main(
     bundle: str,
     out_dir: str,
-    num_labelled: Sequence[int | None] | int | None = (5,),
+    num_labelled: Sequence[int] = (5,),
     seeds: Sequence[int] = SEEDS,
     cross_domain: Mapping[str, str] | None = None,
     bundles_dir: str = "bundles",
-    variants: Sequence[str] | str | None = None,
     **overrides: Any,
 ) -> str:
-    """Command line of :func:`run_repeats`; returns the path of ``results.md``. ``num_labelled`` None (or
-    "null", "none", "full") is full supervision."""
+    """Command line of :func:`run_repeats`; returns the path of ``results.md``."""
     listed = list(num_labelled) if isinstance(num_labelled, (list, tuple)) else [num_labelled]
     num_labelled = [None if str(n).lower() in ("none", "null", "full") else int(n) for n in listed]
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    chosen = [None] if variants is None else [variants] if isinstance(variants, str) else list(variants)
-    run_repeats(bundle, out_dir, num_labelled, seeds, cross_domain, bundles_dir, overrides, chosen)
+    run_repeats(bundle, out_dir, num_labelled, seeds, cross_domain, bundles_dir, overrides)
     return str(Path(out_dir) / "results.md")
 
 
