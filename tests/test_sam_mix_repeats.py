@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _row(n: int, seed: int, eval_set: str, dice: float, hd_mm: float | None) -> dict:
     return {
         "bundle": "sam_mix",
+        "variant": None,
         "num_labelled": n,
         "seed": seed,
         "eval_set": eval_set,

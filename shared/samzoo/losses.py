@@ -54,7 +54,9 @@ class SamMixLoss(nn.Module):
 
     ``pred`` is :class:`~samzoo.networks.sam_mix.SamMix`'s output (``score`` (B, 1), ``mask`` (B, 1, H, W));
     ``target`` is what :class:`~samzoo.engine.ct_slices.SamMixPrepareBatch` prepares (``presence`` (B, 1), ``seg``
-    (B, 1, H, W), ``labelled`` (B, 1)).
+    (B, 1, H, W), ``labelled`` (B, 1)). With ``gamma`` 0 and ``alpha`` None the focal loss is the binary
+    cross-entropy (MultiMix); with ``lambda_cls`` 0 the classification term is left out, so segmentation-only
+    networks (no ``score``) train with the same loss.
     """
 
     def __init__(
@@ -67,8 +69,9 @@ class SamMixLoss(nn.Module):
         self.lambda_seg = lambda_seg
 
     def forward(self, pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        cls = self.focal(pred["score"].float(), target["presence"])
         weight = target["labelled"].flatten()
         seg = self.dice(pred["mask"].float(), target["seg"]).flatten()
-        seg = (seg * weight).sum() / weight.sum().clamp(min=1.0)
-        return self.lambda_cls * cls + self.lambda_seg * seg
+        loss = self.lambda_seg * (seg * weight).sum() / weight.sum().clamp(min=1.0)
+        if self.lambda_cls:
+            loss = loss + self.lambda_cls * self.focal(pred["score"].float(), target["presence"])
+        return loss

@@ -16,15 +16,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["LabelledBatchSampler", "SemiSupervisedSlices", "select_labelled"]
+from ..transforms.ct import CTSliceDataset
+
+__all__ = ["LabelledBatchSampler", "SemiSupervisedSlices", "select_labelled", "slice_presence"]
 
 
-def select_labelled(presence: torch.Tensor | Sequence[float], n: int, seed: int) -> list[int]:
-    """Indices (sorted) of ``n`` slices drawn without replacement among those with presence 1, by ``seed``
-    (the presence of CT slices: :meth:`samzoo.transforms.ct.CTSliceDataset.presence`).
+def slice_presence(slices: CTSliceDataset, presence_key: str = "presence") -> torch.Tensor:
+    """Presence (N,) of every slice of ``slices``, read from the cached volumes without building items."""
+    return torch.stack([slices.volumes[v][presence_key][z] for v, z in slices.index]).float()
+
+
+def select_labelled(presence: torch.Tensor | Sequence[float], n: int | None, seed: int) -> list[int]:
+    """Indices (sorted) of ``n`` slices drawn without replacement among those with presence 1, by ``seed``; every
+    slice when ``n`` is None (full supervision: slices without liver keep their empty masks too).
 
     The same seed and presence always give the same slices; a larger ``n`` is not a superset of a smaller one.
     """
+    if n is None:
+        return list(range(len(presence)))
     positives = np.flatnonzero(np.asarray(presence, dtype=np.float32) > 0)
     if not 0 <= n <= len(positives):
         raise ValueError(f"cannot label {n} slices: the training set has {len(positives)} liver-positive slices")
@@ -58,15 +67,24 @@ class LabelledBatchSampler(Sampler[list[int]]):
     order) and the rest from the other slices (each once per epoch, shuffled).
 
     An epoch is one pass over the unlabelled slices, ``ceil(U / (batch_size - labelled_per_batch))`` batches; the
-    last batch may be shorter. Shuffling follows a generator seeded with ``seed``, so runs repeat exactly.
+    last batch may be shorter. When every slice is labelled (full supervision), or ``with_unlabelled`` is False (a
+    segmentation-only network has nothing to learn from a slice without its mask), an epoch is one pass over the
+    labelled slices in batches of ``batch_size``. Shuffling follows a generator seeded with ``seed``, so runs repeat
+    exactly.
     """
 
     def __init__(
-        self, num_items: int, labelled: Sequence[int], batch_size: int, labelled_per_batch: int, seed: int = 0
+        self,
+        num_items: int,
+        labelled: Sequence[int],
+        batch_size: int,
+        labelled_per_batch: int,
+        seed: int = 0,
+        with_unlabelled: bool = True,
     ) -> None:
         super().__init__()
         self.labelled = sorted(set(labelled))
-        self.unlabelled = sorted(set(range(num_items)) - set(self.labelled))
+        self.unlabelled = sorted(set(range(num_items)) - set(self.labelled)) if with_unlabelled else []
         per_batch = min(labelled_per_batch, len(self.labelled))
         if not 0 < per_batch < batch_size:
             raise ValueError(
@@ -78,9 +96,15 @@ class LabelledBatchSampler(Sampler[list[int]]):
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
+        if not self.unlabelled:
+            return math.ceil(len(self.labelled) / self.batch_size)
         return max(1, math.ceil(len(self.unlabelled) / (self.batch_size - self.per_batch)))
 
     def __iter__(self) -> Iterator[list[int]]:
+        if not self.unlabelled:
+            order = [self.labelled[i] for i in torch.randperm(len(self.labelled), generator=self.generator)]
+            yield from (order[b : b + self.batch_size] for b in range(0, len(order), self.batch_size))
+            return
         order = [self.unlabelled[i] for i in torch.randperm(len(self.unlabelled), generator=self.generator)]
         step = self.batch_size - self.per_batch
         cycle: list[int] = []

@@ -40,7 +40,9 @@ __all__ = [
     "PresenceWriter",
     "SamMixPrepareBatch",
     "SliceBatchInferer",
+    "SliceOutputsInferer",
     "inference_items",
+    "slice_outputs",
 ]
 
 
@@ -49,7 +51,8 @@ class SamMixPrepareBatch(PrepareBatch):
 
     targets holds ``seg`` (B, 1, H, W), ``presence`` (B, 1) and ``labelled`` (B, 1; ones when the batch has no
     such key). ``gate_key`` names the batch entry that decides which slices SAM segments: ``"labelled"`` in
-    training (SAM runs only where the segmentation loss can use it), None to let the classifier decide. The gate
+    training (SAM runs only where the segmentation loss can use it), None to let the classifier decide (the network
+    then gets no gate, so networks without one take the same batches). The gate
     stays on the host, where the batch comes from, so the network can pick those slices without waiting for the
     device.
     """
@@ -68,16 +71,16 @@ class SamMixPrepareBatch(PrepareBatch):
             torch.as_tensor(batchdata["labelled"]).float() if "labelled" in batchdata else torch.ones_like(presence)
         )
         flags = {"presence": presence, "labelled": labelled}
-        gate = None if self.gate_key is None else flags[self.gate_key].flatten().cpu() > 0
+        gate = {} if self.gate_key is None else {"gate": flags[self.gate_key].flatten().cpu() > 0}
         targets = {"seg": to(batchdata["label"]).float(), **{key: to(value) for key, value in flags.items()}}
-        return to(batchdata["image"]), targets, (), {"gate": gate}
+        return to(batchdata["image"]), targets, (), gate
 
 
 class SliceBatchInferer(Inferer):
     """Run a slice network on every axial slice of volumes (B, 1, H, W, D), ``batch_size`` slices at a time.
 
-    Returns ``{"mask": (B, 1, H, W, D), "cam": (B, 1, H, W, D), "prob": (B, D)}``, the last being the presence
-    probability of each slice.
+    Returns ``{"mask": (B, 1, H, W, D)}`` and, for a network that classifies slices, ``"cam": (B, 1, H, W, D)``
+    and ``"prob": (B, D)``, the presence probability of each slice.
     """
 
     def __init__(self, batch_size: int = 16) -> None:
@@ -85,14 +88,30 @@ class SliceBatchInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         slices = inputs.movedim(-1, 1).flatten(0, 1)  # (B * D, 1, H, W)
-        outputs = [network(chunk, *args, **kwargs) for chunk in torch.split(slices, self.batch_size)]
+        outputs = [slice_outputs(network(chunk, *args, **kwargs)) for chunk in torch.split(slices, self.batch_size)]
         batch, depth = inputs.shape[0], inputs.shape[-1]
 
         def volume(key: str) -> torch.Tensor:
             joined = torch.cat([o[key].float() for o in outputs])
             return joined.unflatten(0, (batch, depth)).movedim(1, -1)
 
-        return {"mask": volume("mask"), "cam": volume("cam"), "prob": torch.sigmoid(volume("score"))[:, 0]}
+        volumes = {"mask": volume("mask")}
+        if "score" in outputs[0]:
+            volumes |= {"cam": volume("cam"), "prob": torch.sigmoid(volume("score"))[:, 0]}
+        return volumes
+
+
+def slice_outputs(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A slice network's output as a dict: a tensor is the ``mask`` logits of a segmentation-only network."""
+    return dict(output) if isinstance(output, Mapping) else {"mask": output}
+
+
+class SliceOutputsInferer(Inferer):
+    """Run a slice network on a batch of slices (B, C, H, W) and return its outputs as a dict
+    (:func:`slice_outputs`), so segmentation-only and classifying networks share losses and post-processing."""
+
+    def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        return slice_outputs(network(inputs, *args, **kwargs))
 
 
 def _source_name(item: Mapping[str, Any], key: str = "image") -> str:

@@ -1,5 +1,7 @@
-"""Repeated runs of SAM-Mix and SAM-PP (the sam_mix bundle and its ``variants/sam_pp.json``) and the mean ± std
-table of Tables 1-2 of SAM-Mix.
+"""Repeated runs of SAM-Mix and SAM-PP (the sam_mix bundle and its ``variants/sam_pp.json``) and of the
+ct_baselines networks (``unet``, ``transunet``, ``multimix``: that bundle and the variant file of the same name),
+and the mean ± std table of Tables 1-2 of SAM-Mix. N = None is full supervision (every training slice keeps its
+mask; folder ``<method>-full``), as the paper trains its baselines.
 
 Every (number of labelled slices N, seed) pair trains the method in its own folder ``out_dir/<method>-<N>/seed<k>``
 (``--bundle_root`` of the run, so checkpoints and logs stay apart) through ``monai.bundle.run``, then evaluates it on
@@ -8,8 +10,9 @@ Table 2). Training resumes from the newest checkpoint, so running the same comma
 ``train_s`` of a run is then the training time stored when it was trained (``runs/train_seconds.txt``).
 
 For each run the summary holds the mean over the evaluated slices of Dice and HD (pixels, and mm where the spacing
-is known) and the slice presence accuracy; the table gives, per setting and evaluation set, the mean ± sample std of
-these run means over the seeds, as the paper reports the average of five runs.
+is known) and the slice presence accuracy (of networks that classify slices); the table gives, per setting and
+evaluation set, the mean ± sample std of these run means over the seeds, as the paper reports the average of five
+runs.
 
 Outputs in ``out_dir``: ``runs.csv`` (one row per run and evaluation set), ``results.csv`` and ``results.md``.
 
@@ -48,8 +51,12 @@ RESULT_FIELDS = (
     "runs",
     *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
 )
-NAMES = {"sam_mix": "SAM-Mix", "sam_pp": "SAM-PP"}
-METHODS = {"sam_mix": ("sam_mix", ()), "sam_pp": ("sam_mix", ("variants/sam_pp",))}
+NAMES = {"sam_mix": "SAM-Mix", "sam_pp": "SAM-PP", "unet": "U-Net", "transunet": "TransUNet", "multimix": "MultiMix"}
+METHODS = {
+    "sam_mix": ("sam_mix", ()),
+    "sam_pp": ("sam_mix", ("variants/sam_pp",)),
+    **{name: ("ct_baselines", (f"variants/{name}",)) for name in ("unet", "transunet", "multimix")},
+}
 """Method -> (bundle, variant files): SAM-PP is the sam_mix network trained in two stages."""
 
 
@@ -64,7 +71,7 @@ def _configs(bundles_dir: Path, method: str, evaluate: bool = False) -> list[str
 def run_once(
     bundle: str,
     run_dir: str | Path,
-    num_labelled: int,
+    num_labelled: int | None,
     seed: int,
     eval_sets: Mapping[str, str],
     bundles_dir: str | Path = "bundles",
@@ -77,16 +84,19 @@ def run_once(
     common = {"bundle_root": str(run_dir), **(overrides or {})}
     before = latest_checkpoint(run_dir / "models")
     start = time.perf_counter()
-    run(config_file=_configs(bundles_dir, bundle), num_labelled=num_labelled, seed=seed, **common)
+    # monai.bundle.run drops None overrides, so full supervision goes as the configs' "null"
+    supervision = {"num_labelled": "null" if num_labelled is None else num_labelled}
+    run(config_file=_configs(bundles_dir, bundle), seed=seed, **supervision, **common)
     train_s = _training_time(run_dir, time.perf_counter() - start, latest_checkpoint(run_dir / "models") != before)
     rows = []
     for name, dataset_dir in eval_sets.items():
         eval_dir = run_dir / "runs" / f"eval_{name}"
         data = {"dataset_dir": dataset_dir} if dataset_dir else {}
         configs = _configs(bundles_dir, bundle, evaluate=True)
-        run(config_file=configs, **{**common, **data, "eval_dir": str(eval_dir)})
+        run(config_file=configs, **{**common, **data, **supervision, "eval_dir": str(eval_dir)})
         liver = json.loads((eval_dir / "summary.json").read_text())["classes"]["liver"]
-        accuracy = json.loads((eval_dir / "classification.json").read_text())["accuracy"]
+        classification = eval_dir / "classification.json"
+        accuracy = json.loads(classification.read_text())["accuracy"] if classification.is_file() else None
         means = {m: liver["all"][m]["mean"] if m in liver["all"] else None for m in METRICS[:-1]}
         rows.append(
             {
@@ -160,8 +170,10 @@ def write_tables(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        model = f"{NAMES.get(r['bundle'], r['bundle'])}-{r['num_labelled']}"
-        cells = [model, f"{r['num_labelled']} labelled slices", r["eval_set"], str(r["runs"])]
+        label = "full" if r["num_labelled"] is None else r["num_labelled"]
+        model = f"{NAMES.get(r['bundle'], r['bundle'])}-{label}"
+        supervision = "full" if r["num_labelled"] is None else f"{r['num_labelled']} labelled slices"
+        cells = [model, supervision, r["eval_set"], str(r["runs"])]
         lines.append("| " + " | ".join(cells + [_cell(r, m) for m in METRICS]) + " |")
     table = "\n".join(lines) + "\n"
     (out_dir / "results.md").write_text(table)
@@ -185,9 +197,15 @@ def run_repeats(
     rows = []
     for n in num_labelled:
         for seed in seeds:
-            logger.info("%s with %d labelled slices, seed %d", bundle, n, seed)
+            logger.info("%s with %s labelled slices, seed %d", bundle, "all" if n is None else n, seed)
             rows += run_once(
-                bundle, out_dir / f"{bundle}-{n}" / f"seed{seed}", n, seed, eval_sets, bundles_dir, overrides
+                bundle,
+                out_dir / f"{bundle}-{'full' if n is None else n}" / f"seed{seed}",
+                n,
+                seed,
+                eval_sets,
+                bundles_dir,
+                overrides,
             )
             write_tables(rows, out_dir)
     logger.info("results in %s\n%s", out_dir, write_tables(rows, out_dir))
@@ -204,7 +222,8 @@ def main(
     **overrides: Any,
 ) -> str:
     """Command line of :func:`run_repeats`; returns the path of ``results.md``."""
-    num_labelled = [num_labelled] if isinstance(num_labelled, int) else list(num_labelled)
+    listed = list(num_labelled) if isinstance(num_labelled, (list, tuple)) else [num_labelled]
+    num_labelled = [None if str(n).lower() in ("none", "null", "full") else int(n) for n in listed]
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     run_repeats(bundle, out_dir, num_labelled, seeds, cross_domain, bundles_dir, overrides)
     return str(Path(out_dir) / "results.md")

@@ -37,6 +37,7 @@ __all__ = [
     "MiddleSlices",
     "MiddleSlicesd",
     "SlicePresenced",
+    "ct_image_transforms",
     "ct_volume_transforms",
     "hu_window",
     "middle_slice_range",
@@ -174,6 +175,21 @@ def ct_volume_transforms(
         SlicePresenced(label_key, presence_key=presence_key),
     ]
     return Compose(transforms)
+
+
+def ct_image_transforms(
+    image_key: str = "image", window: tuple[float, float] = ABDOMINAL_WINDOW, spatial_size: int = 256
+) -> Compose:
+    """Inference preprocessing of a CT volume without label: :func:`ct_volume_transforms` on the image alone, every
+    slice kept. Invertible, so a predicted mask can be brought back to the input's geometry (``Invertd``)."""
+    return Compose(
+        [
+            LoadImaged(image_key, ensure_channel_first=True, image_only=True),
+            Orientationd(image_key, axcodes="RAS", labels=None),
+            ScaleIntensityRanged(image_key, a_min=window[0], a_max=window[1], b_min=0.0, b_max=1.0, clip=True),
+            Resized(image_key, spatial_size=(spatial_size, spatial_size, -1), mode="trilinear", anti_aliasing=True),
+        ]
+    )
 
 
 class CTSliceDataset(Dataset):
