@@ -167,7 +167,8 @@ class SamplePromptsd(Randomizable, MapTransform):
     ``seed`` they depend only on the seed and the sample's ``index``, so an evaluation is reproducible whatever
     the order or batching of the samples.
 
-    Outputs ``points`` (C, P, 2) float32, ``point_labels`` (C, P) int64 and, with ``use_box``, ``boxes`` (C, 4).
+    Outputs ``points`` (C, P, 2) float32, ``point_labels`` (C, P) int64 and, with ``use_box``, ``boxes`` (C, 4);
+    ``num_positive`` 0 (box only) gives P = 0: the decoder then sees the two box corners alone.
     """
 
     def __init__(
@@ -182,6 +183,8 @@ class SamplePromptsd(Randomizable, MapTransform):
         label_key: str = "label",
     ) -> None:
         MapTransform.__init__(self, label_key)
+        if not use_box and num_positive < 1:
+            raise ValueError("prompts need a box (use_box) or at least one positive point (num_positive)")
         self.classes = list(classes)
         self.image_size = image_size
         self.num_positive = num_positive
