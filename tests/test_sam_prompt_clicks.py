@@ -55,6 +55,7 @@ def test_slice_parameter_keeps_the_clicks_on_it() -> None:
         ({"foreground": [], "background": [[1, 1, 1]]}, "foreground click or a box"),
         ({"foreground": [[1.5, 1, 1]]}, "whole voxel indices"),
         ({"foreground": [[1, 1]]}, "3 voxel indices"),
+        ({"roi": [2, 8, 2, 8, 1, 1], "slice": 4}, "slice 4 is outside"),
     ],
 )
 def test_bad_click_requests_are_refused_naming_the_image(prompts: dict, message: str) -> None:

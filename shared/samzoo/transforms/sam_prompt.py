@@ -244,6 +244,8 @@ class ClickGuidanced(MapTransform):
                 raise DataError(source, f"one roi (box) per request, got {len(roi)}")
             box = np.sort(roi.reshape(-1, 3, 2), axis=-1)[0] if len(roi) else None
             k = _prompted_slice(d.get("slice"), points, box, source)
+            if not 0 <= k < shape[2]:
+                raise DataError(source, f"slice {k} is outside the {shape} image")
             points = {name: p[p[:, 2] == k] for name, p in points.items()}
             if not len(points["foreground"]) and box is None:
                 raise DataError(source, f"slice {k}: give a foreground click or a box")
