@@ -14,7 +14,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 from samzoo.data.demo import write_demo
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cmr2dt_sam"
 CONFIGS = BUNDLE / "configs"
@@ -131,7 +131,8 @@ def test_train_resume_evaluate_and_infer(workspace):
 def test_variant_files_select_views_and_prompts(workspace):
     from monai.bundle import ConfigParser
 
-    for variant, views, prompt in (("sax", {"SAX"}, False), ("lax", {"LAX"}, False), ("multi", {"SAX", "LAX"}, False)):
+    variants = (("sax", {"SAX"}, False), ("lax", {"LAX"}, False), ("multi_no_prompt", {"SAX", "LAX"}, False))
+    for variant, views, prompt in variants:
         parser = ConfigParser()
         parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "variants" / f"{variant}.json")])
         parser.update(workspace)

@@ -32,7 +32,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from samzoo.bundle.package import package_bundle
-from samzoo.engine.sam_prompt import prompted_label_map
+from samzoo.engine.prompted_slices import prompted_label_map
 from samzoo.networks.sam_prompt import SamPromptModel, to_sam_input
 from samzoo.prompts import ClassPrompts
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from samzoo.data.errors import DataError
 from samzoo.embedding_cache import EmbeddingCache
-from samzoo.engine.sam_prompt import ClickInferer, prompted_label_map
+from samzoo.engine.prompted_slices import ClickInferer, prompted_label_map
+from samzoo.errors import DataError
 from samzoo.networks.sam_prompt import SamPromptModel, to_sam_input
 from samzoo.studies.prompting import PromptConfig, prompt_grid
 from samzoo.transforms.sam_prompt import ClickGuidanced, guidance_prompts
