@@ -253,7 +253,7 @@ def test_cine_label_has_the_cine_geometry_and_matches_bundle_inference(server: S
     assert label.shape == CINE_SHAPE
     np.testing.assert_allclose(label.affine, CINE_AFFINE, atol=1e-4)
     mask = np.asarray(label.dataobj)
-    roi = ConfigParser.load_config_file(REPO / "bundles" / "cmr2dt_sam" / "configs" / "inference.json")["roi_size"]
+    roi = ConfigParser.load_config_file(REPO / "bundles" / "cmr2dt_sam" / "configs" / "train.json")["roi_size"]
     # the whole heart crop is myocardium (label 2) in every frame, everything outside it background
     assert set(np.unique(mask)) == {0, 2}
     assert (mask == 2).sum() == roi[0] * roi[1] * CINE_SHAPE[2]
