@@ -1,4 +1,5 @@
-"""Evaluator handlers that write the evaluation report: metrics of the predictions, pictures, learning curves.
+"""Evaluator handlers that write the evaluation report: metrics of the predictions, pictures, learning curves and
+clinical indices.
 
 Every bundle writes its report the same way: :class:`EvaluationReport` takes the predictions from a
 :class:`PredictionSource`, the bundle's hook, and hands them to :func:`~samzoo.metrics.report_predictions`
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from ignite.engine import Engine, Events
 
+from ..clinical import clinical_readout
 from ..metrics import find_predictions, report_predictions
 from ..metrics.curves import plot_learning_curves
 from ..metrics.evaluation import LabelSource
@@ -148,3 +150,33 @@ class LearningCurves:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = plot_learning_curves(curves, self.loss_tags, self.out_dir / "learning_curves.png", str(self.log_file))
         logger.info("learning curves of %s written to %s", ", ".join(curves), path)
+
+
+class ClinicalReport:
+    """When the evaluator completes, read the clinical indices (EDV, ESV, SV, EF, myocardial mass, volume-time
+    curves) from its NIfTI predictions in ``pred_dir`` and the items' labels, and write them to ``out_dir``
+    (:func:`~samzoo.clinical.clinical_readout`, docs/clinical.md).
+
+    ``classes`` are the label values the method segments (``{2: "myocardium"}``: the cavity is derived from the
+    myocardial ring). Attach it after :class:`EvaluationReport`, which it complements with the same predictions.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        pred_dir: str | Path,
+        out_dir: str | Path,
+        classes: Mapping[int, str] | Sequence[int],
+        label_values: Sequence[int] = (0, 1, 2, 3),
+    ) -> None:
+        self.items = list(items)
+        self.pred_dir = Path(pred_dir)
+        self.out_dir = Path(out_dir)
+        self.classes = [int(k) for k in classes]
+        self.label_values = [int(v) for v in label_values]
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        clinical_readout(self.items, self.pred_dir, self.out_dir, self.classes, self.label_values)
