@@ -4,6 +4,10 @@ One server per module serves ``cmr2dt_sam`` and ``sam_mix`` as docs/monailabel.m
 random-weight demo network whose output is pushed to foreground so that the masks are not empty, is packaged with
 ``samzoo package`` and unpacked into ``<app>/model``. The labels the REST infer API returns are compared with what
 ``monai.bundle`` inference with the repository's config writes for the same file with the same weights.
+
+The same server serves ``sam_prompt`` as an interactive (DeepGrow-type) model under the folder name
+``sam_prompt_deepgrow``, with LiteMedSAM's packaged weights and its own mask decoder as ``models/model.pt``: clicks
+and a box on one slice of a synthetic volume are sent as 3D Slicer sends them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from samzoo.bundle.package import package_bundle
+from samzoo.engine.prompted_slices import prompted_label_map
+from samzoo.networks.sam_prompt import SamPromptModel, to_sam_input
+from samzoo.prompts import ClassPrompts
 
 pytest.importorskip("monailabel", reason="MONAI Label is not installed (scripts/install.sh installs it)")
 
@@ -35,9 +42,12 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = ("cmr2dt_sam", "sam_mix")
+INTERACTIVE = "sam_prompt_deepgrow"  # MONAI Label's monaibundle app serves a "deepgrow" folder as interactive
 CINE_SHAPE = (80, 72, 12)  # (H, W, T): one slice's cine, time as the third axis
 CINE_AFFINE = np.array([[0.0, -1.4, 0.0, 10.0], [1.4, 0.0, 0.0, -20.0], [0.0, 0.0, 1.0, 5.0], [0.0, 0.0, 0.0, 1.0]])
 CT_AFFINE = np.diag([-0.8, -0.8, 2.5, 1.0])  # stored LPS-like, so the bundle's RAS reorientation is undone
+DISK_SHAPE = (72, 64, 3)  # (H, W, D): a bright disk on slice 1
+DISK_CENTRE, DISK_RADIUS = (36, 28), 14
 STARTUP_TIMEOUT_S = 150.0
 
 
@@ -67,7 +77,7 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=60) as response:
             return json.loads(response.read())
 
-    def infer(self, model: str, image: str, **params: str) -> bytes:
+    def infer(self, model: str, image: str, **params: object) -> bytes:
         """POST /infer/<model> for a datastore image and return the label file; request params go in the
         ``params`` form field."""
         query = urllib.parse.urlencode({"image": image, "output": "image"})
@@ -112,6 +122,27 @@ def _write_studies(studies: Path) -> None:
     ct[8:40, 6:34] = 40.0
     ct[12:30, 10:26, 2:8] = 120.0
     nib.save(nib.Nifti1Image(ct.astype(np.int16), CT_AFFINE), studies / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(_disk_volume(), CINE_AFFINE), studies / "disk.nii.gz")
+
+
+def _disk() -> np.ndarray:
+    rows, cols = np.meshgrid(np.arange(DISK_SHAPE[0]), np.arange(DISK_SHAPE[1]), indexing="ij")
+    return (rows - DISK_CENTRE[0]) ** 2 + (cols - DISK_CENTRE[1]) ** 2 < DISK_RADIUS**2
+
+
+def _disk_volume() -> np.ndarray:
+    """(H, W, D) noise, with a bright disk on slice 1."""
+    volume = np.random.default_rng(1).normal(60, 8, DISK_SHAPE)
+    volume[..., 1] += 140.0 * _disk()
+    return volume.astype(np.float32)
+
+
+def _write_interactive_bundle(bundle: Path) -> None:
+    """A sam_prompt copy whose ``models/model.pt`` is LiteMedSAM's own mask decoder (MONAI Label serves a bundle
+    only with a model file; a fine-tuned decoder takes its place the same way)."""
+    shutil.copytree(REPO / "bundles" / "sam_prompt", bundle, ignore=shutil.ignore_patterns("runs", "*.pt"))
+    (bundle / "models").mkdir(exist_ok=True)
+    torch.save(SamPromptModel("lite_medsam").sam.mask_decoder.state_dict(), bundle / "models" / "model.pt")
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +163,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         _write_model(copy)
         with zipfile.ZipFile(package_bundle(copy, root / "dist")) as archive:
             archive.extractall(app / "model")
+    _write_interactive_bundle(trained / INTERACTIVE)
+    with zipfile.ZipFile(package_bundle(trained / INTERACTIVE, root / "dist")) as archive:
+        archive.extractall(app / "model")
     studies = root / "studies"
     _write_studies(studies)
 
@@ -139,7 +173,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     command = [
         *monailabel, "start_server", "--app", str(app), "--studies", str(studies),
         "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
-        "--conf", "models", ",".join(BUNDLES), "--conf", "zoo_source", "github",
+        "--conf", "models", ",".join((*BUNDLES, INTERACTIVE)), "--conf", "zoo_source", "github",
         "--conf", "skip_trainers", "true", "--conf", "sam2", "false",
     ]  # fmt: skip
     served = Server(url=url, trained=trained, studies=studies, log=root / "server.log")
@@ -205,13 +239,13 @@ def _bundle_inference(bundle: Path, image: Path, output_dir: Path) -> nib.Nifti1
 
 def test_info_lists_both_bundles_with_the_view_option(server: Server) -> None:
     info = server.get("/info/")
-    assert set(info["models"]) == set(BUNDLES)
+    assert set(info["models"]) == {*BUNDLES, INTERACTIVE}
     assert all(info["models"][name]["type"] == "segmentation" for name in BUNDLES)
     assert info["models"]["cmr2dt_sam"]["config"]["view"] == ["SAX", "LAX"]
     assert info["models"]["cmr2dt_sam"]["labels"] == {"myocardium": 2}  # MONAI Label leaves background out
     assert info["models"]["sam_mix"]["labels"] == {"liver": 1}
     assert info["trainers"] == {}
-    assert info["datastore"]["total"] == 2
+    assert info["datastore"]["total"] == 3
 
 
 def test_cine_label_has_the_cine_geometry_and_matches_bundle_inference(server: Server, tmp_path: Path) -> None:
@@ -219,7 +253,7 @@ def test_cine_label_has_the_cine_geometry_and_matches_bundle_inference(server: S
     assert label.shape == CINE_SHAPE
     np.testing.assert_allclose(label.affine, CINE_AFFINE, atol=1e-4)
     mask = np.asarray(label.dataobj)
-    roi = ConfigParser.load_config_file(REPO / "bundles" / "cmr2dt_sam" / "configs" / "inference.json")["roi_size"]
+    roi = ConfigParser.load_config_file(REPO / "bundles" / "cmr2dt_sam" / "configs" / "train.json")["roi_size"]
     # the whole heart crop is myocardium (label 2) in every frame, everything outside it background
     assert set(np.unique(mask)) == {0, 2}
     assert (mask == 2).sum() == roi[0] * roi[1] * CINE_SHAPE[2]
@@ -244,3 +278,53 @@ def test_ct_label_has_the_ct_geometry_and_matches_bundle_inference(server: Serve
     assert set(np.unique(mask)) == {0, 1}
     expected = _bundle_inference(server.trained / "sam_mix", server.studies / "ct.nii.gz", tmp_path / "b")
     np.testing.assert_array_equal(mask, np.asarray(expected.dataobj))
+
+
+def test_clicks_segment_the_slice_reusing_its_embedding(server: Server, tmp_path: Path) -> None:
+    """Prompts as 3D Slicer sends them for a 2D DeepGrow model: the ROI as [i0, i1, j0, j1, k0, k1], clicks as voxel
+    indices [i, j, k] on the annotated slice. LiteMedSAM was trained with boxes, so the annotator draws the box
+    first and corrects with clicks."""
+    info = server.get("/info/")["models"][INTERACTIVE]
+    assert info["type"] == "deepgrow" and info["dimension"] == 2  # Slicer's Deepgrow panel, one slice per request
+    roi = [18, 54, 10, 46, 1, 1]
+    inside, rim, outside = [36, 28, 1], [25, 28, 1], [20, 12, 1]  # outside the disk, inside the box
+    latencies, masks = [], []
+    for prompts in (
+        {"roi": roi, "foreground": [], "background": []},
+        {"roi": roi, "foreground": [inside], "background": []},
+        {"roi": roi, "foreground": [inside, rim], "background": [outside], "slice": 1},
+    ):
+        start = time.perf_counter()
+        label = _infer(server, INTERACTIVE, "disk", tmp_path, label="disk", **prompts)
+        latencies.append(time.perf_counter() - start)
+        assert label.shape == DISK_SHAPE
+        np.testing.assert_allclose(label.affine, CINE_AFFINE, atol=1e-4)
+        mask = np.asarray(label.dataobj)
+        assert set(np.unique(mask)) == {0, 1} and not mask[..., [0, 2]].any()  # only the annotated slice
+        for i, j, k in prompts["foreground"]:
+            assert mask[i, j, k] == 1
+        for i, j, k in prompts["background"]:
+            assert mask[i, j, k] == 0
+        masks.append(mask[..., 1].astype(bool))
+        dice = 2 * (masks[-1] & _disk()).sum() / (masks[-1].sum() + _disk().sum())
+        assert dice > 0.8, dice
+    print(f"latencies (s): first request {latencies[0]:.2f}, later {', '.join(f'{t:.2f}' for t in latencies[1:])}")
+    log = server.log.read_text(errors="replace")
+    assert log.count("embedding computed") == 1 and log.count("embedding from the cache") == 2, server.log_tail()
+    assert max(latencies[1:]) < latencies[0]  # the first request pays the encoder
+
+    # The served mask is the bundle's: the same decoder (models/model.pt) and rule computed here.
+    model = SamPromptModel("lite_medsam", decoder_checkpoint=server.trained / INTERACTIVE / "models" / "model.pt")
+    model.eval()
+    image = torch.as_tensor(_disk_volume()[..., 1])
+    embedding = model.embed(to_sam_input(image, model.input_spec)[None])
+    # guidance order: foreground then background clicks, each row-major, as (x, y) = (j, i); the box (x0, y0, x1, y1)
+    points = np.array([[28, 25], [28, 36], [12, 20]], np.float32)
+    prompts = ClassPrompts(points, np.array([1, 1, 0]), np.array([10, 18, 46, 54], np.float32))
+    expected = prompted_label_map(model, embedding, {1: prompts}, DISK_SHAPE[:2])
+    np.testing.assert_array_equal(masks[-1], expected == 1)
+
+    # Clicks on two slices without a slice index fail, and the log says why.
+    with pytest.raises(urllib.error.HTTPError):
+        server.infer(INTERACTIVE, "disk", foreground=[[36, 28, 0], [36, 28, 2]], background=[])
+    assert server.logged("prompt one slice"), server.log_tail()

@@ -55,13 +55,14 @@ def test_evaluate_writes_the_standard_report(trained: Path) -> None:
 
 @pytest.mark.slow
 def test_zero_shot_grid_table(trained: Path) -> None:
-    grid = "$samzoo.studies.prompting.prompt_grid(boxes=(False, True), positives=(2,), negatives=(0, 1))"
+    grid = "$samzoo.studies.prompting.prompt_grid((False, True), (2,), (0, 1), extra=((True, 0, 0),))"
     run(config_file=_configs("train", "zero_shot"), bundle_root=str(trained), repeats=2, grid=grid, **SMALL)
     out = trained / "runs" / "zero_shot"
     results = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
-    assert len(results) == 4 * 4  # 4 configurations x (3 classes + overall)
+    assert len(results) == 5 * 4  # 5 configurations x (3 classes + overall)
     overall = [r for r in results if r["class"] == "overall"]
-    assert [(r["boxes"], r["negatives"]) for r in overall] == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+    settings = [(r["boxes"], r["positives"], r["negatives"]) for r in overall]
+    assert settings == [("0", "2", "0"), ("0", "2", "1"), ("1", "0", "0"), ("1", "2", "0"), ("1", "2", "1")]
     assert all(r["repeats"] == "2" and int(r["slices"]) > 0 for r in overall)
     assert "| Boxes | Pos. | Neg. | Dice |" in (out / "results.md").read_text()
 

@@ -8,12 +8,14 @@ input to the very same encoder. Images changed by augmentation are therefore rec
 cache of another image; the bundles avoid that cost by not augmenting the image (see the bundle docs).
 
 Files: ``<cache_dir>/<key[:2]>/<key>.pt``, a float32 tensor (256, g, g), written to a temporary name and renamed,
-read with ``weights_only=True``. About 4 MB per LiteMedSAM slice.
+read with ``weights_only=True``. About 4 MB per LiteMedSAM slice. An interactive server also keeps the last
+``memory_size`` embeddings in memory, so every click on a slice after the first costs only the mask decoder.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,16 +41,23 @@ class EmbeddingCache:
         encoder: maps a batch of encoder inputs (B, 3, S, S) to embeddings (B, 256, g, g), e.g.
             :meth:`samzoo.networks.sam_prompt.SamPromptModel.embed`.
         identity: names the encoder and its weights (:attr:`SamPromptModel.identity`).
-        cache_dir: where embeddings live; None computes every embedding anew (the baseline the cache is timed
-            against).
+        cache_dir: where embeddings live; None keeps none on disk (with ``memory_size`` 0 every embedding is
+            computed anew: the baseline the cache is timed against).
+        memory_size: how many of the most recently used embeddings are also kept in memory (0: none).
     """
 
     def __init__(
-        self, encoder: Callable[[torch.Tensor], torch.Tensor], identity: str, cache_dir: str | Path | None
+        self,
+        encoder: Callable[[torch.Tensor], torch.Tensor],
+        identity: str,
+        cache_dir: str | Path | None,
+        memory_size: int = 0,
     ) -> None:
         self.encoder = encoder
         self.identity = identity
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.memory_size = memory_size
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -59,16 +68,27 @@ class EmbeddingCache:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """The embedding (256, g, g) of one encoder input (3, S, S), on the CPU."""
-        if self.cache_dir is None:
+        if self.cache_dir is None and not self.memory_size:
             self.misses += 1
             return self.encoder(image[None])[0].cpu()
-        path = self.path(embedding_key(image, self.identity))
-        if path.is_file():
+        key = embedding_key(image, self.identity)
+        if key in self._memory:
             self.hits += 1
-            return self._read(path)
-        self.misses += 1
-        embedding = self.encoder(image[None])[0].cpu().float()
-        self._write(path, embedding)
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        path = None if self.cache_dir is None else self.path(key)
+        if path is not None and path.is_file():
+            self.hits += 1
+            embedding = self._read(path)
+        else:
+            self.misses += 1
+            embedding = self.encoder(image[None])[0].cpu().float()
+            if path is not None:
+                self._write(path, embedding)
+        if self.memory_size:
+            self._memory[key] = embedding
+            while len(self._memory) > self.memory_size:
+                self._memory.popitem(last=False)
         return embedding
 
     @staticmethod

@@ -1,10 +1,11 @@
 """Zero-shot prompting study: how well SAM segments cardiac MRI slices from a few clicks or a box.
 
-For every prompt configuration (bounding box on/off x positive points x negative points, thesis Tables 5.7/5.8)
-and every repeat seed, each class of each ED/ES slice is prompted separately (single-mask output), the masks are
-combined into one label map (:func:`samzoo.networks.sam_prompt.combine_masks`: later class wins, LV over myocardium
-over RV) and scored per slice and class with :mod:`samzoo.metrics`. Embeddings come from the cache, so a grid of
-18 configurations x 5 repeats costs one encoder pass per slice and 90 mask-decoder passes per slice and class.
+For every prompt configuration (bounding box on/off x positive points x negative points, thesis Tables 5.7/5.8, plus
+the box alone and a single positive click) and every repeat seed, each class of each ED/ES slice is prompted
+separately (single-mask output), the masks are combined into one label map
+(:func:`samzoo.networks.sam_prompt.combine_masks`: later class wins, LV over myocardium over RV) and scored per
+slice and class with :mod:`samzoo.metrics`. Embeddings come from the cache, so a grid of 20 configurations x 5
+repeats costs one encoder pass per slice and 100 mask-decoder passes per slice and class.
 
 Outputs in ``out_dir``: ``results.csv`` (one row per configuration and class, plus ``overall``: mean and std of
 Dice, HD and MAD over every evaluated slice of every repeat, in pixels, and in mm over the slices whose spacing is
@@ -61,20 +62,41 @@ RESULT_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class PromptConfig:
-    """One prompt setting: a box or not, positive points and re-used negative points per class."""
+    """One prompt setting: a box or not, positive points and re-used negative points per class.
+
+    Negative points are positives of the other classes (:func:`samzoo.prompts.sample_prompts`), so they need
+    ``positives >= negatives``; a setting needs a box or a positive point.
+    """
 
     boxes: bool
     positives: int
     negatives: int
 
+    def __post_init__(self) -> None:
+        if self.positives < 0 or self.negatives < 0 or self.negatives > self.positives:
+            raise ValueError(f"{self}: need 0 <= negatives <= positives (negatives re-use other classes' positives)")
+        if not self.boxes and self.positives == 0:
+            raise ValueError(f"{self}: a prompt needs a box or at least one positive point")
+
+
+#: Settings beyond the thesis grid: the box alone (how MedSAM and LiteMedSAM were trained) and one positive click
+#: (SAM's interactive default).
+EXTRA_SETTINGS = (PromptConfig(False, 1, 0), PromptConfig(True, 0, 0))
+
 
 def prompt_grid(
-    boxes: Iterable[bool] = (False, True), positives: Iterable[int] = (2, 3, 5), negatives: Iterable[int] = (0, 1, 2)
+    boxes: Iterable[bool] = (False, True),
+    positives: Iterable[int] = (2, 3, 5),
+    negatives: Iterable[int] = (0, 1, 2),
+    extra: Iterable[PromptConfig | Sequence[Any]] = EXTRA_SETTINGS,
 ) -> list[PromptConfig]:
-    """Every combination, in the row order of the thesis tables (boxes, then positives, then negatives)."""
-    return [PromptConfig(*combo) for combo in itertools.product(boxes, positives, negatives)]
+    """Every combination (the thesis grid) plus the ``extra`` settings (tuples ``(boxes, positives, negatives)``
+    or :class:`PromptConfig`), in the row order of the thesis tables: boxes, then positives, then negatives."""
+    grid = {PromptConfig(*combo) for combo in itertools.product(boxes, positives, negatives)}
+    grid |= {e if isinstance(e, PromptConfig) else PromptConfig(*e) for e in extra}
+    return sorted(grid)
 
 
 def evaluate_slices(

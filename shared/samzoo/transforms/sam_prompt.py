@@ -32,7 +32,7 @@ from ..data.nifti import load_label, load_nifti
 from ..embedding_cache import EmbeddingCache
 from ..errors import DataError
 from ..networks.sam_prompt import SamInputSpec, resized_size, to_sam_input
-from ..prompts import has_classes, sample_prompts
+from ..prompts import ClassPrompts, has_classes, sample_prompts
 
 PHASE_KEYS = {"ED": "ed_frame", "ES": "es_frame"}
 
@@ -192,7 +192,8 @@ class SamplePromptsd(Randomizable, MapTransform):
     ``seed`` they depend only on the seed and the sample's ``index``, so an evaluation is reproducible whatever
     the order or batching of the samples.
 
-    Outputs ``points`` (C, P, 2) float32, ``point_labels`` (C, P) int64 and, with ``use_box``, ``boxes`` (C, 4).
+    Outputs ``points`` (C, P, 2) float32, ``point_labels`` (C, P) int64 and, with ``use_box``, ``boxes`` (C, 4);
+    ``num_positive`` 0 (box only) gives P = 0: the decoder then sees the two box corners alone.
     """
 
     def __init__(
@@ -207,6 +208,8 @@ class SamplePromptsd(Randomizable, MapTransform):
         label_key: str = "label",
     ) -> None:
         MapTransform.__init__(self, label_key)
+        if not use_box and num_positive < 1:
+            raise ValueError("prompts need a box (use_box) or at least one positive point (num_positive)")
         self.classes = list(classes)
         self.image_size = image_size
         self.num_positive = num_positive
@@ -234,3 +237,94 @@ class SamplePromptsd(Randomizable, MapTransform):
             d["boxes"] = torch.as_tensor(np.stack([prompts[c].box.reshape(2, 2) * scale for c in self.classes]))
             d["boxes"] = d["boxes"].reshape(len(self.classes), 4)
         return d
+
+
+class ClickGuidanced(MapTransform):
+    """An interactive request's clicks as guidance channels of the (1, H, W, D) image, DeepGrow's input convention.
+
+    MONAI Label passes the client's prompts in the request: ``foreground`` and ``background`` lists of voxel indices
+    ``[i, j, k]`` of the image array (3D Slicer converts its control points from RAS), optionally ``roi`` (a box
+    ``[i0, i1, j0, j1, k0, k1]``, the corner indices per axis as Slicer sends them) and ``slice`` (the k of the
+    slice being annotated). The image becomes (4, H, W, D): the image, then on slice k the foreground clicks, the
+    background clicks and the box (inclusive rectangle), each 1 where set and 0 elsewhere; decode them with
+    :func:`guidance_prompts`. Without ``slice`` every click must lie on one slice; with it, clicks on other slices
+    are left out (Slicer sends every click when the slice index is 0). A request needs a foreground click or a box.
+    """
+
+    def __init__(self, keys: KeysCollection = "image", path_key: str = "image_path") -> None:
+        super().__init__(keys)
+        self.path_key = path_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            source = d.get(self.path_key, key)
+            if image.ndim != 4 or image.shape[0] != 1:
+                raise DataError(source, f"interactive prompts need a (H, W, D) image, got {tuple(image.shape[1:])}")
+            shape = tuple(image.shape[1:])
+            points = {name: _voxels(d.get(name), 3, name, source) for name in ("foreground", "background")}
+            roi = _voxels(d.get("roi"), 6, "roi", source)
+            if len(roi) > 1:
+                raise DataError(source, f"one roi (box) per request, got {len(roi)}")
+            box = np.sort(roi.reshape(-1, 3, 2), axis=-1)[0] if len(roi) else None
+            k = _prompted_slice(d.get("slice"), points, box, source)
+            if not 0 <= k < shape[2]:
+                raise DataError(source, f"slice {k} is outside the {shape} image")
+            points = {name: p[p[:, 2] == k] for name, p in points.items()}
+            if not len(points["foreground"]) and box is None:
+                raise DataError(source, f"slice {k}: give a foreground click or a box")
+            corners = [*points.values()] + ([box.T] if box is not None else [])
+            for p in corners:
+                if ((p < 0) | (p >= np.array(shape))).any():
+                    raise DataError(source, f"prompt {p.tolist()} lies outside the {shape} image")
+            guidance = torch.zeros((3, *shape), dtype=torch.float32)
+            for channel, p in enumerate(points.values()):
+                guidance[channel, p[:, 0], p[:, 1], k] = 1
+            if box is not None:
+                guidance[2, box[0, 0] : box[0, 1] + 1, box[1, 0] : box[1, 1] + 1, k] = 1
+            d[key] = torch.cat([image.float(), guidance.to(image.device)])  # a MetaTensor keeps its meta (affine)
+        return d
+
+
+def _voxels(value: Any, size: int, name: str, source: Any) -> np.ndarray:
+    """Integer voxel indices (N, size) from a request entry (a list of lists, or one flat list for ``roi``)."""
+    try:
+        array = np.asarray(value if value is not None else [], dtype=np.float64).reshape(-1, size)
+    except ValueError as error:
+        raise DataError(source, f"{name} must be a list of {size} voxel indices each, got {value!r}") from error
+    if not np.isfinite(array).all() or (array != np.round(array)).any():
+        raise DataError(source, f"{name} must hold whole voxel indices, got {array.tolist()}")
+    return array.astype(np.int64)
+
+
+def _prompted_slice(given: Any, points: Mapping[str, np.ndarray], box: np.ndarray | None, source: Any) -> int:
+    """The k of the annotated slice: ``slice`` when given, else the one slice every click and the box lie on."""
+    if given is not None and int(given) >= 0:
+        return int(given)
+    slices = {int(k) for p in points.values() for k in p[:, 2]}
+    if box is not None:
+        slices |= set(range(int(box[2, 0]), int(box[2, 1]) + 1))
+    if len(slices) != 1:
+        raise DataError(source, f"the clicks lie on slices {sorted(slices)}: prompt one slice, or pass 'slice'")
+    return slices.pop()
+
+
+def guidance_prompts(guidance: torch.Tensor) -> tuple[int, ClassPrompts]:
+    """The prompted slice k and its prompts on the slice grid from guidance channels (3, H, W, D) of
+    :class:`ClickGuidanced`: points (x, y) = (j, i), 1 foreground / 0 background, and the box (x0, y0, x1, y1)."""
+    slices = torch.nonzero(guidance.flatten(0, 2).any(0)).flatten().tolist()
+    if len(slices) != 1:
+        raise ValueError(f"guidance must mark exactly one slice, found {slices}")
+    k = slices[0]
+    marks = guidance[..., k].cpu().numpy() > 0
+    points, labels = [], []
+    for channel, label in ((0, 1), (1, 0)):
+        rows, cols = np.nonzero(marks[channel])
+        points.append(np.stack([cols, rows], axis=1))
+        labels.append(np.full(len(rows), label))
+    rows, cols = np.nonzero(marks[2])
+    box = np.array([cols.min(), rows.min(), cols.max(), rows.max()], np.float32) if len(rows) else None
+    return k, ClassPrompts(
+        np.concatenate(points).astype(np.float32).reshape(-1, 2), np.concatenate(labels).astype(np.int64), box
+    )
