@@ -28,9 +28,9 @@ from samzoo.clinical.report import PatientReadout
 from samzoo.clinical.stacks import group_cases
 from samzoo.clinical.volumes import frame_distance
 from samzoo.data.datalist import CARDIAC_LABELS
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import save_nifti
 from samzoo.data.prepare.cardiac import slice_affine
+from samzoo.errors import DataError
 
 H = W = 96
 T = 10

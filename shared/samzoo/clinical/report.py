@@ -26,7 +26,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..data.datalist import datalist_info, load_datalist
-from ..data.errors import DataError
+from ..errors import DataError
 from ..metrics.report import write_csv
 from .agreement import bland_altman, frame_agreement
 from .plots import plot_bland_altman, plot_volume_curve

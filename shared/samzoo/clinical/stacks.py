@@ -19,9 +19,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ..data.errors import DataError
 from ..data.nifti import check_same_grid, load_label
 from ..data.prepare.cardiac import slice_affine
+from ..errors import DataError
 from ..metrics.evaluation import prediction_candidates
 from .volumes import LV, MYOCARDIUM, RV
 
