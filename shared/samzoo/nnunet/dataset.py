@@ -283,3 +283,9 @@ def prepare_dataset(
     )
     plan_and_preprocess(dataset_id, configuration, batch_size)
     return int(dataset_id)
+
+
+def case_items(cases: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The datalist items the cases hold, each once, in case order: the items an evaluation of these cases scores
+    (the ``stack`` layout leaves long-axis slices out, and holds each slice in its ED and its ES case)."""
+    return list({item["label"]: dict(item) for case in cases for item in case["items"]}.values())

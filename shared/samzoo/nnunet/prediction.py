@@ -1,6 +1,6 @@
-"""Inference with a trained nnU-Net through MONAI's ``ModelnnUNetWrapper``, written back in the datalist's form.
+"""Inference with a trained nnU-Net, written back in the datalist's form.
 
-The wrapper restores nnU-Net's network, plans and weights from the bundle's ``models`` folder into an
+:func:`nnunet_predictor` restores nnU-Net's network, plans and weights from the bundle's ``models`` folder into an
 ``nnUNetPredictor``. Cases are then predicted with the predictor's in-process single-array path (nnU-Net's
 preprocessing, sliding window with Gaussian weighting, optional mirroring, resampling back), which spawns no worker
 processes. Arrays go in as nnU-Net's own reader returns them: axes and spacing reversed from the NIfTI order.
@@ -12,6 +12,7 @@ case's frame, so :class:`~samzoo.engine.EvaluationReport` scores them like any o
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,15 +36,33 @@ def nnunet_predictor(
     mirroring: bool = False,
     tile_step_size: float = 0.5,
 ) -> Any:
-    """MONAI's ``ModelnnUNetWrapper`` around an ``nnUNetPredictor`` for the model in ``ckpt_dir/fold_<fold>/model.pt``
-    (with ``plans.json``, ``dataset.json`` and ``nnunet_checkpoint.pth`` in ``ckpt_dir``)."""
-    from monai.apps.nnunet import ModelnnUNetWrapper
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    """nnU-Net's ``nnUNetPredictor`` for the model in ``ckpt_dir/fold_<fold>/model.pt``, with ``plans.json``,
+    ``dataset.json`` and ``nnunet_checkpoint.pth`` in ``ckpt_dir`` (MONAI's nnU-Net bundle layout).
 
-    model_folder = Path(ckpt_dir) / f"fold_{fold}"
-    for path in (model_folder / "model.pt", Path(ckpt_dir) / "nnunet_checkpoint.pth", Path(ckpt_dir) / "plans.json"):
+    This is what MONAI's ``ModelnnUNetWrapper`` sets up, done with public calls: the network from MONAI's
+    ``get_network_from_nnunet_plans``, handed with its weights to the predictor's ``manual_initialization``. The
+    wrapper itself cannot be used with nnunetv2 2.8 (MONAI 1.6 passes the network settings in the order of
+    nnU-Net's former ``build_network_architecture`` signature, which fails with "got multiple values for argument
+    'enable_deep_supervision'").
+    """
+    from monai.apps.nnunet import get_network_from_nnunet_plans
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    ckpt_dir = Path(ckpt_dir)
+    model = ckpt_dir / f"fold_{fold}" / "model.pt"
+    for path in (model, ckpt_dir / "nnunet_checkpoint.pth", ckpt_dir / "plans.json", ckpt_dir / "dataset.json"):
         if not path.is_file():
             raise DataError(path, "not found: train the bundle first (train.json) or pass its --ckpt_dir")
+    description = torch.load(ckpt_dir / "nnunet_checkpoint.pth", map_location="cpu", weights_only=True)
+    configuration = description["init_args"]["configuration"]
+    plans_manager = PlansManager(json.loads((ckpt_dir / "plans.json").read_text()))
+    dataset_json = json.loads((ckpt_dir / "dataset.json").read_text())
+    network = get_network_from_nnunet_plans(
+        str(ckpt_dir / "plans.json"), str(ckpt_dir / "dataset.json"), configuration
+    )
+    network.decoder.deep_supervision = False  # inference uses the full-resolution output only
+    weights = torch.load(model, map_location="cpu", weights_only=True)
     predictor = nnUNetPredictor(
         tile_step_size=tile_step_size,
         use_gaussian=True,
@@ -53,13 +72,22 @@ def nnunet_predictor(
         verbose_preprocessing=False,
         allow_tqdm=False,
     )
-    return ModelnnUNetWrapper(predictor, model_folder, "model.pt")
+    predictor.manual_initialization(
+        network,
+        plans_manager,
+        plans_manager.get_configuration(configuration),
+        [weights.get("network_weights", weights)],
+        dataset_json,
+        description["trainer_name"],
+        description["inference_allowed_mirroring_axes"],
+    )
+    return predictor
 
 
-def predict_volume(wrapper: Any, image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+def predict_volume(predictor: Any, image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Label map (X, Y, Z) of one single-channel image (X, Y, Z) with voxel size ``spacing`` (x, y, z)."""
     array = np.ascontiguousarray(image.transpose(2, 1, 0)[None], dtype=np.float32)  # 1 x Z x Y x X
-    segmentation = wrapper.predictor.predict_single_npy_array(array, {"spacing": [float(s) for s in spacing[::-1]]})
+    segmentation = predictor.predict_single_npy_array(array, {"spacing": [float(s) for s in spacing[::-1]]})
     return np.asarray(segmentation).transpose(2, 1, 0).astype(np.uint8)
 
 
@@ -72,8 +100,8 @@ class SegmentCases:
     ``output``) gives ``output`` on the image's grid.
     """
 
-    def __init__(self, wrapper: Any, out_dir: str | Path) -> None:
-        self.wrapper = wrapper
+    def __init__(self, predictor: Any, out_dir: str | Path) -> None:
+        self.predictor = predictor
         self.out_dir = Path(out_dir)
         self._pending: dict[Path, np.ndarray] = {}
 
@@ -88,13 +116,13 @@ class SegmentCases:
             volume = load_nifti(case["image"])
             if volume.array.ndim != 3:
                 raise DataError(case["image"], f"expected one 3D image (X, Y, Z), got shape {volume.array.shape}")
-            prediction = predict_volume(self.wrapper, volume.array, volume.zooms[:3])
+            prediction = predict_volume(self.predictor, volume.array, volume.zooms[:3])
             return [save_nifti(prediction, volume.affine, case["output"])]
         if "frame" in case:
             image, _ = stack_arrays({**case, "case_id": case["name"]}, None, 0)
         else:
             image, _ = cine_arrays(case["items"][0], 0)
-        prediction = predict_volume(self.wrapper, image, case["spacing"])
+        prediction = predict_volume(self.predictor, image, case["spacing"])
         written = []
         for z, item in enumerate(case["items"]):
             path = self.out_dir / f"{nifti_stem(item['label'])}.nii.gz"
