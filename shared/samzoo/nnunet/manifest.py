@@ -174,9 +174,9 @@ def run_manifest(
 
 
 def setting_name(num_volumes: int | None, regions: str | Iterable[str] | None, num_slices: int | None) -> str:
-    """A short name of a sparsity setting for run names and tables, e.g. ``24v-BM-6s`` or ``all``."""
+    """A short name of a sparsity setting for run names and tables, e.g. ``24v-M+B-6s`` or ``all``."""
     parts = [] if num_volumes is None else [f"{num_volumes}v"]
-    letters = "".join(k for k, v in REGIONS.items() if v in parse_regions(regions))
+    letters = "+".join(k for k, v in REGIONS.items() if v in parse_regions(regions))
     parts += [letters] if letters else []
     parts += [] if num_slices is None else [f"{num_slices}s"]
     return "-".join(parts) or "all"
