@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data.datalist import datalist_info, load_datalist
 from ..atomic import atomic_path
+from ..data.datalist import datalist_info, load_datalist
 from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti, save_nifti
+from .folders import AUGMENTATION_WORKERS
 from .manifest import stack_volumes
 from .workers import worker_threads
 
@@ -222,14 +223,14 @@ def plan_and_preprocess(dataset_id: int, configuration: str, batch_size: int | N
     name = maybe_convert_to_dataset_name(int(dataset_id))
     folder = Path(nnUNet_preprocessed) / name
     # nnU-Net's planner sets torch's thread count to nnUNet_n_proc_DA, which must then be at least 1
-    workers = os.environ.get("nnUNet_n_proc_DA")
-    os.environ["nnUNet_n_proc_DA"] = str(max(1, int(workers or 1)))
+    workers = os.environ.get(AUGMENTATION_WORKERS)
+    os.environ[AUGMENTATION_WORKERS] = str(max(1, int(workers or 1)))
     try:
         with worker_threads():
             _plan_and_preprocess(int(dataset_id), configuration, folder)
     finally:
         if workers is not None:
-            os.environ["nnUNet_n_proc_DA"] = workers
+            os.environ[AUGMENTATION_WORKERS] = workers
     plans_file = folder / "nnUNetPlans.json"
     plans = json.loads(plans_file.read_text())
     if configuration not in plans["configurations"]:
@@ -267,9 +268,9 @@ def prepare_dataset(
     unannotated: str = "ignore",
     batch_size: int | None = None,
 ) -> int:
-    """Everything before training, once per run folder: the raw dataset (:func:`write_raw_dataset`), then nnU-Net's planning and preprocessing (:func:`plan_and_preprocess`).
-    ``folders`` are the run's nnU-Net folders, as :func:`~samzoo.nnunet.folders.use_run_folders` set them.
-    Returns ``dataset_id`` for the trainer.
+    """Everything before training, once per run folder: the raw dataset (:func:`write_raw_dataset`), then
+    nnU-Net's planning and preprocessing (:func:`plan_and_preprocess`). ``folders`` are the run's nnU-Net folders,
+    as :func:`~samzoo.nnunet.folders.use_run_folders` set them. Returns ``dataset_id`` for the trainer.
     """
     write_raw_dataset(
         datalist,

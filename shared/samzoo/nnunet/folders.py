@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+AUGMENTATION_WORKERS = "nnUNet_n_proc_DA"
+"""nnU-Net's variable for the number of data augmentation processes."""
 
 
 def use_run_folders(root: str | Path, augmentation_workers: int = 0) -> dict[str, str]:
@@ -28,5 +30,5 @@ def use_run_folders(root: str | Path, augmentation_workers: int = 0) -> dict[str
         path.mkdir(parents=True, exist_ok=True)
         os.environ[name] = str(path)
         folders[name] = str(path)
-    os.environ["nnUNet_n_proc_DA"] = str(int(augmentation_workers))
+    os.environ[AUGMENTATION_WORKERS] = str(int(augmentation_workers))
     return folders

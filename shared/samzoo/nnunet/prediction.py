@@ -58,9 +58,7 @@ def nnunet_predictor(
     configuration = description["init_args"]["configuration"]
     plans_manager = PlansManager(json.loads((ckpt_dir / "plans.json").read_text()))
     dataset_json = json.loads((ckpt_dir / "dataset.json").read_text())
-    network = get_network_from_nnunet_plans(
-        str(ckpt_dir / "plans.json"), str(ckpt_dir / "dataset.json"), configuration
-    )
+    network = get_network_from_nnunet_plans(str(ckpt_dir / "plans.json"), str(ckpt_dir / "dataset.json"), configuration)
     network.decoder.deep_supervision = False  # inference uses the full-resolution output only
     weights = torch.load(model, map_location="cpu", weights_only=True)
     predictor = nnUNetPredictor(

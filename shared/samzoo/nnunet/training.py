@@ -122,7 +122,6 @@ def poly_lr_scheduler(optimizer: torch.optim.Optimizer, initial_lr: float, max_e
     return PolyLRScheduler(optimizer, initial_lr, int(max_epochs))
 
 
-
 def nnunet_trainer(
     dataset_id: int, configuration: str, ckpt_dir: str | Path, fold: int | str = 0, device: torch.device | str = "cpu"
 ) -> Any:
