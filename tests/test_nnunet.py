@@ -153,13 +153,11 @@ def trained(demo: Path, tmp_path_factory) -> Path:
 def test_ignore_label_removes_unannotated_voxels_from_the_loss(trained: Path) -> None:
     """nnU-Net's own loss for the trained dataset: logits under the ignore label change nothing, and the
     cross-entropy term is the mean over the annotated pixels alone."""
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.run.run_training import get_trainer_from_args
 
-    models = trained / "models"
-    plans, dataset = (json.loads((models / f).read_text()) for f in ("plans.json", "dataset.json"))
-    assert dataset["labels"]["ignore"] == 4
+    assert json.loads((trained / "models" / "dataset.json").read_text())["labels"]["ignore"] == 4
     use_run_folders(trained / "runs" / "nnunet")
-    trainer = nnUNetTrainer(plans, "2d", 0, dataset, device=torch.device("cpu"))
+    trainer = get_trainer_from_args("1", "2d", 0, device=torch.device("cpu"))
     trainer.enable_deep_supervision = False
     loss = trainer._build_loss()  # what nnU-Net's initialize() builds for this dataset
     gen = torch.Generator().manual_seed(0)
