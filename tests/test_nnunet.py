@@ -178,7 +178,7 @@ def test_ignore_label_removes_unannotated_voxels_from_the_loss(trained: Path) ->
 @pytest.mark.slow
 def test_train_evaluate_inference_end_to_end(trained: Path, demo: Path, tmp_path: Path) -> None:
     models = trained / "models"
-    assert (models / "fold_0" / "model.pt").is_file() and (models / "fold_0" / "checkpoint_epoch=1.pt").is_file()
+    assert (models / "model.pt").is_file() and (models / "checkpoint_epoch=1.pt").is_file()
     manifest = json.loads((trained / "runs" / "manifest.json").read_text())
     assert all(len(v["annotated"]) == 2 for v in manifest["volumes"].values())
     plans = json.loads((models / "plans.json").read_text())
@@ -209,7 +209,7 @@ def test_train_evaluate_inference_end_to_end(trained: Path, demo: Path, tmp_path
 def test_training_resumes_and_refuses_another_subset(trained: Path, demo: Path) -> None:
     run(config_file=str(CONFIGS / "train.json"), bundle_root=str(trained), dataset_dir=str(demo.parent),
         num_slices=2, **{**TINY, "max_epochs": 2})  # fmt: skip
-    assert (trained / "models" / "fold_0" / "checkpoint_epoch=2.pt").is_file()
+    assert (trained / "models" / "checkpoint_epoch=2.pt").is_file()
     with pytest.raises(Exception) as raised:
         run(config_file=str(CONFIGS / "train.json"), bundle_root=str(trained), dataset_dir=str(demo.parent),
             num_slices=3, **TINY)  # fmt: skip

@@ -1,9 +1,10 @@
 """Inference with a trained nnU-Net, written back in the datalist's form.
 
-:func:`nnunet_predictor` restores nnU-Net's network, plans and weights from the bundle's ``models`` folder into an
-``nnUNetPredictor``. Cases are then predicted with the predictor's in-process single-array path (nnU-Net's
-preprocessing, sliding window with Gaussian weighting, optional mirroring, resampling back), which spawns no worker
-processes. Arrays go in as nnU-Net's own reader returns them: axes and spacing reversed from the NIfTI order.
+:func:`nnunet_predictor` puts the trained network (:func:`trained_network`), its weights and nnU-Net's plans from the
+bundle's ``models`` folder into an ``nnUNetPredictor``. Cases are then predicted with the predictor's in-process
+single-array path (nnU-Net's preprocessing, sliding window with Gaussian weighting, optional mirroring, resampling
+back), which spawns no worker processes. Arrays go in as nnU-Net's own reader returns them: axes and spacing
+reversed from the NIfTI order.
 
 :class:`SegmentCases` is the evaluator iteration: each case (a stack or cine of the datalist, or an input file) is
 predicted and written as NIfTI, datalist cases as one (H, W, T) label map per slice item with the prediction at the
@@ -25,42 +26,56 @@ from ignite.engine import Engine
 from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti, nifti_stem, save_nifti
 from .dataset import cine_arrays, stack_arrays
+from .training import DESCRIPTION
 
 logger = logging.getLogger(__name__)
 
 
+def trained_network(ckpt_dir: str | Path) -> torch.nn.Module:
+    """The network of the model in ``ckpt_dir`` (untrained weights), built from its ``plans.json`` and
+    ``dataset.json`` by MONAI's ``get_network_from_nnunet_plans``, with the full-resolution output only."""
+    from monai.apps.nnunet import get_network_from_nnunet_plans
+
+    ckpt_dir = Path(ckpt_dir)
+    description = _description(ckpt_dir)
+    network = get_network_from_nnunet_plans(
+        str(ckpt_dir / "plans.json"), str(ckpt_dir / "dataset.json"), description["configuration"]
+    )
+    network.decoder.deep_supervision = False
+    return network
+
+
+def _description(ckpt_dir: Path) -> dict[str, Any]:
+    for name in (DESCRIPTION, "plans.json", "dataset.json"):
+        if not (ckpt_dir / name).is_file():
+            raise DataError(ckpt_dir / name, "not found: train the bundle first (train.json) or pass its --ckpt_dir")
+    return json.loads((ckpt_dir / DESCRIPTION).read_text())
+
+
 def nnunet_predictor(
+    network: torch.nn.Module,
     ckpt_dir: str | Path,
-    fold: int | str = 0,
     device: torch.device | str = "cpu",
     mirroring: bool = False,
     tile_step_size: float = 0.5,
 ) -> Any:
-    """nnU-Net's ``nnUNetPredictor`` for the model in ``ckpt_dir/fold_<fold>/model.pt``, with ``plans.json``,
-    ``dataset.json`` and ``nnunet_checkpoint.pth`` in ``ckpt_dir`` (MONAI's nnU-Net bundle layout).
+    """nnU-Net's ``nnUNetPredictor`` for ``network`` (:func:`trained_network`) with the weights of
+    ``ckpt_dir/model.pt``: the plans, dataset description and mirroring axes come from ``ckpt_dir``.
 
-    This is what MONAI's ``ModelnnUNetWrapper`` sets up, done with public calls: the network from MONAI's
-    ``get_network_from_nnunet_plans``, handed with its weights to the predictor's ``manual_initialization``. The
-    wrapper itself cannot be used with nnunetv2 2.8 (MONAI 1.6 passes the network settings in the order of
-    nnU-Net's former ``build_network_architecture`` signature, which fails with "got multiple values for argument
-    'enable_deep_supervision'").
+    This is what MONAI's ``ModelnnUNetWrapper`` sets up, done with public calls (the predictor's
+    ``manual_initialization``). The wrapper itself cannot be used with nnunetv2 2.8: MONAI 1.6 passes the network
+    settings in the order of nnU-Net's former ``build_network_architecture`` signature, which fails with "got
+    multiple values for argument 'enable_deep_supervision'".
     """
-    from monai.apps.nnunet import get_network_from_nnunet_plans
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     ckpt_dir = Path(ckpt_dir)
-    model = ckpt_dir / f"fold_{fold}" / "model.pt"
-    for path in (model, ckpt_dir / "nnunet_checkpoint.pth", ckpt_dir / "plans.json", ckpt_dir / "dataset.json"):
-        if not path.is_file():
-            raise DataError(path, "not found: train the bundle first (train.json) or pass its --ckpt_dir")
-    description = torch.load(ckpt_dir / "nnunet_checkpoint.pth", map_location="cpu", weights_only=True)
-    configuration = description["init_args"]["configuration"]
+    description = _description(ckpt_dir)
+    if not (ckpt_dir / "model.pt").is_file():
+        raise DataError(ckpt_dir / "model.pt", "not found: train the bundle first (train.json) or pass its --ckpt_dir")
+    weights = torch.load(ckpt_dir / "model.pt", map_location="cpu", weights_only=True)
     plans_manager = PlansManager(json.loads((ckpt_dir / "plans.json").read_text()))
-    dataset_json = json.loads((ckpt_dir / "dataset.json").read_text())
-    network = get_network_from_nnunet_plans(str(ckpt_dir / "plans.json"), str(ckpt_dir / "dataset.json"), configuration)
-    network.decoder.deep_supervision = False  # inference uses the full-resolution output only
-    weights = torch.load(model, map_location="cpu", weights_only=True)
     predictor = nnUNetPredictor(
         tile_step_size=tile_step_size,
         use_gaussian=True,
@@ -70,14 +85,15 @@ def nnunet_predictor(
         verbose_preprocessing=False,
         allow_tqdm=False,
     )
+    axes = description["inference_allowed_mirroring_axes"]
     predictor.manual_initialization(
         network,
         plans_manager,
-        plans_manager.get_configuration(configuration),
+        plans_manager.get_configuration(description["configuration"]),
         [weights.get("network_weights", weights)],
-        dataset_json,
+        json.loads((ckpt_dir / "dataset.json").read_text()),
         description["trainer_name"],
-        description["inference_allowed_mirroring_axes"],
+        None if axes is None else tuple(axes),
     )
     return predictor
 

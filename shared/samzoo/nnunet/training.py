@@ -24,6 +24,9 @@ from monai.engines.utils import IterationEvents
 from ..atomic import atomic_path
 from .workers import worker_threads
 
+DESCRIPTION = "nnunet.json"
+"""The file in ``ckpt_dir`` naming the nnU-Net trainer, configuration, fold and mirroring axes of the model."""
+
 
 class NnUNetPrepareBatch:
     """MONAI ``prepare_batch`` for nnU-Net's loader: ``(data, target)``, the target one tensor per deep-supervision
@@ -95,22 +98,24 @@ class PseudoDice(Metric):
 
 
 def save_nnunet_description(nnunet_trainer: Any, ckpt_dir: str | Path) -> Path:
-    """Write what ``ModelnnUNetWrapper`` needs besides the weights into ``ckpt_dir``: ``plans.json``,
-    ``dataset.json`` and ``nnunet_checkpoint.pth`` (trainer class, configuration, mirroring axes)."""
+    """Write what inference needs besides the weights into ``ckpt_dir``: nnU-Net's ``plans.json`` and
+    ``dataset.json`` and :data:`DESCRIPTION` (trainer class, configuration, fold, mirroring axes)."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    files = {"plans.json": nnunet_trainer.plans_manager.plans, "dataset.json": nnunet_trainer.dataset_json}
+    axes = nnunet_trainer.inference_allowed_mirroring_axes
+    files = {
+        "plans.json": nnunet_trainer.plans_manager.plans,
+        "dataset.json": nnunet_trainer.dataset_json,
+        DESCRIPTION: {
+            "trainer_name": type(nnunet_trainer).__name__,
+            "configuration": nnunet_trainer.configuration_name,
+            "fold": nnunet_trainer.fold,
+            "inference_allowed_mirroring_axes": None if axes is None else [int(a) for a in axes],
+        },
+    }
     for name, content in files.items():
         with atomic_path(ckpt_dir / name) as tmp:
             tmp.write_text(json.dumps(content, indent=1) + "\n")
-    axes = nnunet_trainer.inference_allowed_mirroring_axes
-    description = {
-        "trainer_name": type(nnunet_trainer).__name__,
-        "init_args": {"configuration": nnunet_trainer.configuration_name, "fold": nnunet_trainer.fold},
-        "inference_allowed_mirroring_axes": None if axes is None else [int(a) for a in axes],
-    }
-    with atomic_path(ckpt_dir / "nnunet_checkpoint.pth") as tmp:
-        torch.save(description, tmp)
     return ckpt_dir
 
 

@@ -89,7 +89,7 @@ def run_cell(
     """Train and evaluate one cell with one seed in ``run_dir``; return its row (fields :data:`RUN_FIELDS`)."""
     run_dir, bundles_dir = Path(run_dir), Path(bundles_dir)
     settings = {"bundle_root": str(run_dir), "seed": seed, **(overrides or {}), **cell}
-    models = run_dir / "models" / "fold_0"
+    models = run_dir / "models"
     before = latest_checkpoint(models)
     start = time.perf_counter()
     run(config_file=_configs(bundles_dir, "train"), **settings)
