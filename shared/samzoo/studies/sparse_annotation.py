@@ -3,10 +3,10 @@
 Every cell of a grid (thesis Tables 5.1-5.6, :data:`GRIDS`) and every seed trains the ``nnunet`` bundle in its own
 folder ``out_dir/<grid>/<cell>/seed<k>`` through ``monai.bundle.run`` and evaluates it on the test split
 (``evaluate.json``), which writes the samzoo metrics report there (``runs/eval``: ``metrics.csv`` per slice and
-class, ``summary.json`` per class and slice position, plots). Training resumes from the newest checkpoint, so
-running the same command again only evaluates. Subsets are drawn once per seed and nested
-(:mod:`samzoo.nnunet.manifest`); cells asking for more volumes or slices than the data has are skipped and shown as
-"-", as in the thesis.
+class, ``summary.json`` per class and slice position, plots). Training resumes from the newest checkpoint and a
+report newer than the model is kept, so running the same command again only adds the missing cells. Subsets are
+drawn once per seed and nested (:mod:`samzoo.nnunet.manifest`); cells asking for more volumes than the data has
+are skipped and shown as "-", as in the thesis.
 
 The tables follow the thesis's layout: one column per cell, rows Dice, HD and MASD (pixels; millimetres where the
 spacing is known), each the mean over the classes of the class means over the evaluated test slices, ± the std
@@ -97,8 +97,10 @@ def run_cell(
     stored = run_dir / "runs" / "train_seconds.txt"
     if latest_checkpoint(models) != before or not stored.is_file():
         stored.write_text(f"{train_s:.1f}\n")
-    run(config_file=_configs(bundles_dir, "train", "evaluate"), **settings)
-    summary = json.loads((run_dir / "runs" / "eval" / "summary.json").read_text())
+    report = run_dir / "runs" / "eval" / "summary.json"
+    if not report.is_file() or report.stat().st_mtime < (models / "model.pt").stat().st_mtime:
+        run(config_file=_configs(bundles_dir, "train", "evaluate"), **settings)
+    summary = json.loads(report.read_text())
     manifest = json.loads((run_dir / "runs" / "manifest.json").read_text())
     return {
         "cell": cell_name(cell),
