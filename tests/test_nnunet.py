@@ -214,3 +214,22 @@ def test_training_resumes_and_refuses_another_subset(trained: Path, demo: Path) 
         run(config_file=str(CONFIGS / "train.json"), bundle_root=str(trained), dataset_dir=str(demo.parent),
             num_slices=3, **TINY)  # fmt: skip
     assert "another subset" in str(cause_of(raised.value, DataError))
+
+
+def test_study_tables_follow_the_thesis_layout(tmp_path: Path) -> None:
+    from samzoo.studies.sparse_annotation import GRIDS, cell_name, write_tables
+
+    assert [cell_name(c) for c in GRIDS["regions"]] == ["A", "M", "B", "A+M", "M+B", "A+B", "A+M+B"]
+    assert cell_name({"num_volumes": 100, "num_slices": 14}) == "100v-14s" and cell_name({}) == "all"
+    assert cell_name({"regions": "M", "unannotated": "background"}) == "M-zeroed"
+    rows = [
+        {"cell": "M", "seed": s, "volumes": 8, "annotated_slices": 16, "dice": d, "hd_px": 10.0, "masd_px": 2.0}
+        | {"hd_mm": None, "train_s": 1.0}
+        for s, d in ((0, 0.5), (1, 0.7))
+    ]
+    table = write_tables(rows, ["A", "M"], tmp_path)
+    lines = table.splitlines()
+    assert lines[0] == "| Metric | A | M |"
+    assert lines[2] == "| Dice | - | 0.600 ± 0.141 |"  # mean ± sample std over the two seeds
+    assert "| HD (mm) | - | - |" in lines and (tmp_path / "results.png").is_file()
+    assert len(list(csv.DictReader((tmp_path / "runs.csv").read_text().splitlines()))) == 2
