@@ -233,3 +233,19 @@ def test_study_tables_follow_the_thesis_layout(tmp_path: Path) -> None:
     assert lines[2] == "| Dice | - | 0.600 ± 0.141 |"  # mean ± sample std over the two seeds
     assert "| HD (mm) | - | - |" in lines and (tmp_path / "results.png").is_file()
     assert len(list(csv.DictReader((tmp_path / "runs.csv").read_text().splitlines()))) == 2
+
+
+def test_cine_layout_ignores_every_frame_but_ed_and_es(demo: Path, tmp_path: Path) -> None:
+    from samzoo.nnunet.manifest import run_manifest
+
+    manifest = run_manifest(demo, tmp_path / "manifest.json", "cine", num_volumes=2, seed=0)
+    folder = write_raw_dataset(demo, tmp_path / "raw", 2, "cine", "cine", manifest)
+    items = {f"{i['case_id']}_{i['view']}_s{i['slice_index']:02d}": i for i in load_datalist(demo, "training")}
+    assert set(manifest["volumes"]) <= set(items) and manifest["volumes"]
+    for name in manifest["volumes"]:
+        label = load_label(folder / "labelsTr" / f"{name}.nii.gz").array  # (H, W, T)
+        frames = items[name]["labelled_frames"]
+        assert label.shape == load_label(items[name]["label"]).array.shape
+        assert all((label[..., t] == 4).all() == (t not in frames) for t in range(label.shape[-1]))
+    with pytest.raises(DataError, match="layout 'stack'"):
+        run_manifest(demo, tmp_path / "other.json", "cine", regions="M")

@@ -14,7 +14,6 @@ case's frame, so :class:`~samzoo.engine.EvaluationReport` scores them like any o
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,6 @@ from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti, nifti_stem, save_nifti
 from .dataset import cine_arrays, stack_arrays
 from .training import DESCRIPTION
-
-logger = logging.getLogger(__name__)
 
 
 def trained_network(ckpt_dir: str | Path) -> torch.nn.Module:
