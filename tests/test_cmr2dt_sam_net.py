@@ -22,7 +22,8 @@ from samzoo.networks import (
     split_trainable,
 )
 from samzoo.networks.attention import sam_attention, two_way_block
-from samzoo.networks.backbones import read_checkpoint, resize_abs_pos_embed
+from samzoo.networks.checkpoint import read_checkpoint
+from samzoo.networks.pos_embed import resize_abs_pos_embed
 from samzoo.networks.spatiotemporal import SpatioTemporalBlock, SpatioTemporalTinyViTBlock
 from samzoo.networks.text_prompts import encode_text_prompts
 from segment_anything.modeling.image_encoder import Attention, Block
@@ -84,6 +85,13 @@ def test_a_side_that_the_encoder_cannot_halve_enough_is_refused_by_name():
     assert net(clip(size=20)).shape == (1, 1, 20, 20, 2)
     with pytest.raises(ValueError, match=r"image of 18 x 18 pixels: .* multiples of 4"):
         net(clip(size=18))
+
+
+def test_an_encoder_without_spatio_temporal_blocks_is_refused_by_name():
+    sam, _ = build_backbone("vit_tiny")
+    sam.image_encoder = torch.nn.Conv2d(3, 256, kernel_size=16, stride=16)
+    with pytest.raises(TypeError, match="not Conv2d"):
+        CMR2DTSAM(sam, **TINY)
 
 
 def test_temporal_attention_mixes_frames():

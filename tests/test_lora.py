@@ -1,7 +1,7 @@
 """LoRA wrapper: frozen base weights, exact trainable counts, identity at initialisation."""
 
 import torch
-from samzoo.networks.backbones import build_backbone
+from samzoo.networks import build_backbone
 from samzoo.networks.lora import LoRALinear, add_lora, lora_parameters
 from torch import nn
 

@@ -81,6 +81,32 @@ def test_padding_boxes_leave_the_mask_unchanged_and_an_empty_cam_boxes_the_slice
     assert boxes[:, 0].tolist() == [[0.0, 0.0, 63.0, 63.0], [20.0, 5.0, 29.0, 8.0]]
 
 
+@pytest.mark.parametrize(("backbone", "size", "pixel_scale"), [("vit_tiny", 64, 255.0), ("lite_medsam", 256, 1.0)])
+def test_encoder_sees_slices_in_its_backbones_pixel_units_and_grid(backbone, size, pixel_scale):
+    """SAM's ViTs take 0-255 pixels on a token grid sized to the slice; LiteMedSAM 0-1 at its own 256 x 256."""
+    torch.manual_seed(0)
+    net = SamMix(backbone, image_size=size, classifier_width=1 / 32).eval()
+    assert net.sam.image_encoder.img_size == size
+    net.sam.image_encoder.register_forward_pre_hook(_stop_with_input)
+    x = torch.rand(1, 1, size, size)
+    with pytest.raises(EncoderInput) as seen:
+        net.segment(x, torch.tensor([[[4.0, 4.0, 40.0, 40.0]]]))
+    expected = (x.expand(-1, 3, -1, -1) * pixel_scale - net.sam.pixel_mean) / net.sam.pixel_std
+    torch.testing.assert_close(seen.value.image, expected)
+
+
+class EncoderInput(Exception):
+    """Carries what the image encoder was given, ending the forward pass there."""
+
+    def __init__(self, image: torch.Tensor) -> None:
+        super().__init__("image encoder input captured")
+        self.image = image
+
+
+def _stop_with_input(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    raise EncoderInput(args[0])
+
+
 def test_training_gate_stays_on_the_host():
     batch = {
         "image": torch.rand(3, 1, 8, 8),

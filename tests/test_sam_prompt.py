@@ -75,6 +75,17 @@ def test_only_the_mask_decoder_receives_gradients(tiny: SamPromptModel) -> None:
         tiny(embeddings)
 
 
+@pytest.mark.parametrize(
+    ("backbone", "intensity_max", "pixel_mean", "pixel_std"),
+    [("vit_tiny", 255.0, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)), ("lite_medsam", 1.0, (0,) * 3, (1,) * 3)],
+)
+def test_input_spec_is_the_preprocessing_the_backbone_was_trained_with(backbone, intensity_max, pixel_mean, pixel_std):
+    spec = SamPromptModel(backbone, pretrained=False).input_spec
+    assert (spec.image_size, spec.intensity_max) == (256, intensity_max)
+    np.testing.assert_allclose(spec.pixel_mean, pixel_mean, rtol=1e-6)
+    np.testing.assert_allclose(spec.pixel_std, pixel_std, rtol=1e-6)
+
+
 def test_grids_and_overlap_rule(tiny: SamPromptModel) -> None:
     assert resized_size((100, 95), 256) == (256, 243)
     logits = torch.full((2, 64, 64), -10.0)

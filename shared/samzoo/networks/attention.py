@@ -18,7 +18,7 @@ from segment_anything.modeling.transformer import Attention as DecoderAttention
 from segment_anything.modeling.transformer import TwoWayAttentionBlock
 from torch import nn
 
-from .backbones import resize_rel_pos
+from .pos_embed import resize_rel_pos
 
 
 def sinusoidal_encoding(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

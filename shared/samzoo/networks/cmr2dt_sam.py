@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from segment_anything.modeling import ImageEncoderViT, Sam
+from segment_anything.modeling import Sam
 from torch import nn
 
 from .attention import two_way_block
-from .backbones import LoadReport, backbone_entry, build_backbone
-from .spatiotemporal import TinyViTSpatioTemporalEncoder, ViTSpatioTemporalEncoder
+from .builder import build_backbone
+from .checkpoint import LoadReport
+from .registry import backbone_entry
+from .spatiotemporal import spatiotemporal_encoder
 from .text_prompts import load_text_prompts
 from .unet import UNetUp
 
@@ -31,7 +33,7 @@ class CMR2DTSAM(nn.Module):
     Args:
         backbone: a registered backbone name (``vit_h`` as in the paper, ``vit_b``, ``vit_l``, ``lite_medsam``,
             ``vit_tiny``), or a built ``Sam`` whose weights the caller has loaded.
-        checkpoint: SAM weights file (see :func:`samzoo.networks.backbones.build_backbone`).
+        checkpoint: SAM weights file (see :func:`samzoo.networks.builder.build_backbone`).
         pretrained: load ``checkpoint``; False keeps random weights (tests, benchmarks, the CPU demo).
         image_size: the training crop side; ViT position tables are resized once to its token grid
             (``image_size / 2^(len(unet_channels) - 1)``, 16 for 128 and the default channels). Other sizes work and
@@ -62,18 +64,12 @@ class CMR2DTSAM(nn.Module):
         super().__init__()
         report: LoadReport | None = None
         if isinstance(backbone, str):
-            grid = {}
-            if backbone_entry(backbone).family == "vit":
-                grid = {"grid_size": image_size // 2 ** (len(unet_channels) - 1), "window_size": 0}
+            downsampling = 2 ** (len(unet_channels) - 1)
+            grid = backbone_entry(backbone).inputs.grid_options(image_size, downsampling, window_size=0)
             backbone, report = build_backbone(backbone, checkpoint, pretrained, **grid)
-        if isinstance(backbone.image_encoder, ImageEncoderViT):
-            self.encoder = ViTSpatioTemporalEncoder(
-                backbone.image_encoder, unet_channels, adapter_ratio, adapter_scale, checkpoint_blocks
-            )
-        else:
-            self.encoder = TinyViTSpatioTemporalEncoder(
-                backbone.image_encoder, adapter_ratio, adapter_scale, checkpoint_blocks
-            )
+        self.encoder = spatiotemporal_encoder(
+            backbone.image_encoder, unet_channels, adapter_ratio, adapter_scale, checkpoint_blocks
+        )
         prompt_dim = backbone.prompt_encoder.embed_dim
         self.pe_layer = backbone.prompt_encoder.pe_layer
         self.no_mask_embed = backbone.prompt_encoder.no_mask_embed

