@@ -11,8 +11,9 @@
   against the eager network on the same input. A bundle whose network cannot be exported says why in its
   metadata's ``torchscript_export`` ("not supported: ..."), and the check reports that instead.
 - A bundle whose network exists only after training (nnU-Net's, defined by the plans made for a dataset) says why in
-  its metadata's ``network_from_training``; until ``models/model.pt`` exists the two network checks report
-  "needs a trained bundle: <why>".
+  its metadata's ``network_from_training``; until ``models/model.pt`` exists only its metadata is checked, and the
+  other checks report "needs a trained bundle: <why>" (its training workflow plans a dataset before it has
+  properties to check, and its inference workflow needs the trained model).
 
 The checks need the bundle's data: they use the synthetic demo data its ``train.json`` writes when no dataset is
 given, in a temporary folder, so the bundle folder is left as it was.
@@ -165,6 +166,10 @@ def verify_bundle(bundle: str | Path, n: int = 8, frames: int = 15, bundles_root
     report: dict[str, Any] = {}
     check_metadata(src / "configs" / "metadata.json")
     report["metadata"] = "valid"
+    untrained = inference_parser(src).get("_meta_#network_from_training", "")
+    if untrained and not (src / "models" / "model.pt").is_file():
+        needs = f"needs a trained bundle: {untrained}"
+        return report | dict.fromkeys(("train_properties", "inference_properties", "net_in_out", "torchscript"), needs)
     with tempfile.TemporaryDirectory() as tmp:
         work = {"output_dir": tmp, "ckpt_dir": f"{tmp}/models"}
         train = check_properties(src, "train", "train", **work)
@@ -172,10 +177,6 @@ def verify_bundle(bundle: str | Path, n: int = 8, frames: int = 15, bundles_root
         sample = load_datalist(train.parser.get_parsed_content("datalist"), "test")[0]["image"]
         check_properties(src, "inference", "inference", dataset_dir=str(Path(sample).parent), **work)
         report["inference_properties"] = "complete"
-        untrained = inference_parser(src).get("_meta_#network_from_training", "")
-        if untrained and not (src / "models" / "model.pt").is_file():
-            report["net_in_out"] = report["torchscript"] = f"needs a trained bundle: {untrained}"
-            return report
         check_net_in_out(src, n, frames)
         report["net_in_out"] = "verified"
         declared = inference_parser(src).get("_meta_#torchscript_export", "")
