@@ -19,7 +19,7 @@ import platform
 from pathlib import Path
 
 import torch
-from samzoo.engine.sam_mix import SamMixLoss
+from samzoo.losses import SamMixLoss
 from samzoo.networks.sam_mix import SamMix
 from timing import time_steps
 

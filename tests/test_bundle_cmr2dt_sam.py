@@ -13,8 +13,9 @@ from causes import cause_of
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 from PIL import Image
+from samzoo.clinical import clinical_readout
 from samzoo.data.demo import write_demo
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cmr2dt_sam"
 CONFIGS = BUNDLE / "configs"
@@ -107,9 +108,20 @@ def test_train_resume_evaluate_and_infer(workspace):
                 assert animation.n_frames == nib.load(item["label"]).shape[-1]
     with Image.open(eval_dir / "learning_curves.png") as curves:
         assert curves.size == (1100, 400)
+    # Clinical read-out of the same predictions: one row per short-axis stack, the cavity derived from the
+    # myocardial ring, a volume-time curve over every frame (evaluation predicts all of them).
+    with open(eval_dir / "clinical.csv") as f:
+        clinical = {r["case_id"]: r for r in csv.DictReader(f)}
+    assert set(clinical) == {i["case_id"] for i in items if i["view"] == "SAX"}
+    for case, row in clinical.items():
+        assert row["cavity"] == "ring" and row["rv_edv_pred"] == ""
+        assert row["ed_frame_curve"] != "" and row["lv_edv_gt"] != ""
+        assert (eval_dir / "volume_curves" / f"{case}.png").is_file()
+    assert "lv_ef" in json.loads((eval_dir / "clinical_summary.json").read_text())["agreement"]
 
     # Inference on a whole short-axis stack (H, W, Z, T) returns a mask with the input's shape and affine.
-    stack = next((Path(workspace["dataset_dir"]).parent / "raw").glob("patient*/patient*_4d.nii.gz"))
+    case = next(iter(clinical))
+    stack = Path(workspace["dataset_dir"]).parent / "raw" / case / f"{case}_4d.nii.gz"
     out_dir = Path(workspace["output_dir"]) / "inference"
     wf = _workflow(
         [CONFIGS / "inference.json"],
@@ -118,6 +130,7 @@ def test_train_resume_evaluate_and_infer(workspace):
         ckpt_dir=workspace["ckpt_dir"],
         output_dir=str(out_dir),
         roi_size=workspace["roi_size"],
+        num_phases=workspace["num_phases"],
         input_files=[str(stack)],
     )
     wf.run()
@@ -126,12 +139,19 @@ def test_train_resume_evaluate_and_infer(workspace):
     assert mask.shape == source.shape
     np.testing.assert_allclose(mask.affine, source.affine)
     assert set(np.unique(mask.get_fdata())) <= {0.0, 2.0}
+    # The stack mask read out against the datalist's slices gives the indices of the evaluation's slice masks.
+    clinical_readout([i for i in items if i["case_id"] == case], out_dir, out_dir / "clinical", [2])
+    with open(out_dir / "clinical" / "clinical.csv") as f:
+        (from_stack,) = csv.DictReader(f)
+    for key in ("lv_edv_pred", "lv_esv_pred", "lv_ef_pred", "myo_mass_pred", "ed_frame_curve", "es_frame_curve"):
+        assert from_stack[key] == clinical[case][key]
 
 
 def test_variant_files_select_views_and_prompts(workspace):
     from monai.bundle import ConfigParser
 
-    for variant, views, prompt in (("sax", {"SAX"}, False), ("lax", {"LAX"}, False), ("multi", {"SAX", "LAX"}, False)):
+    variants = (("sax", {"SAX"}, False), ("lax", {"LAX"}, False), ("multi_no_prompt", {"SAX", "LAX"}, False))
+    for variant, views, prompt in variants:
         parser = ConfigParser()
         parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "variants" / f"{variant}.json")])
         parser.update(workspace)

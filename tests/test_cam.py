@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from samzoo.cam import cam_box_prompts, cam_boxes, class_activation_map
+from samzoo.networks.cam import cam_box_prompts, cam_boxes, class_activation_map
 from samzoo.networks.resnet38 import ResNet38
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from ignite.engine import Engine, Events
-from samzoo.data.errors import DataError
 from samzoo.engine import CheckpointSaver, ResumeFromLatestCheckpoint
+from samzoo.errors import DataError
 
 RECORD = {"datalist": "/data/datalist.json", "backbone": "vit_tiny", "seed": 0}
 

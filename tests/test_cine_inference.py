@@ -6,10 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import save_nifti
+from samzoo.data.phases import phase_group_count, sample_phase_indices
 from samzoo.engine import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer, expand_cine_inputs
-from samzoo.transforms import phase_group_count, sample_phase_indices
+from samzoo.errors import DataError
 
 
 @pytest.mark.parametrize(

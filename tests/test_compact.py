@@ -12,8 +12,8 @@ import pytest
 from samzoo.data.compact import compact_cine, kept_frames, to_uint8
 from samzoo.data.datalist import load_datalist
 from samzoo.data.demo import write_demo
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import load_nifti
+from samzoo.errors import DataError
 from samzoo.transforms.cine import cine_transforms
 
 ITEM = {"num_frames": 20, "ed_frame": 2, "es_frame": 9, "labelled_frames": [2, 9]}

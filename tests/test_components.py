@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from samzoo.components import label_components, region_boxes
+from samzoo.networks.components import label_components, region_boxes
 from scipy import ndimage
 
 STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool)}

@@ -17,7 +17,7 @@ from samzoo.data.datalist import (
     split_patients,
     write_datalist,
 )
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 
 PATIENTS = [f"p{i:02d}" for i in range(20)]
 

@@ -12,8 +12,8 @@ from samzoo.data.datalist import load_datalist
 from samzoo.data.demo import ellipse_coords, lobulation, write_demo
 from samzoo.data.demo.cine import GROUPS, CineCase, cardiac_cycle, synthesize_cine, write_cine_raw
 from samzoo.data.demo.ct import synthesize_ct, write_ct_raw
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import load_label, load_nifti
+from samzoo.errors import DataError
 from scipy.ndimage import binary_dilation
 
 INFO_FIELDS = {"ED", "ES", "Group", "Height", "NbFrame", "Weight"}

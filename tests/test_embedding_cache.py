@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from samzoo.data.errors import DataError
 from samzoo.embedding_cache import EmbeddingCache, embedding_key
+from samzoo.errors import DataError
 from samzoo.networks.sam_prompt import SamPromptModel, to_sam_input
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from PIL import Image
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import save_nifti
 from samzoo.engine import LearningCurves, TrainingLog
 from samzoo.engine.training_log import read_training_log
+from samzoo.errors import DataError
 from samzoo.metrics.curves import plot_learning_curves
 from samzoo.metrics.figures import overlay_planes, write_figures
 

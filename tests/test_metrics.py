@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from samzoo.data.datalist import CARDIAC_LABELS, LIVER_LABELS, load_datalist
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import load_label, save_nifti
+from samzoo.errors import DataError
 from samzoo.metrics import (
     ROW_FIELDS,
     boundary_distances,

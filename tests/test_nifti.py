@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import check_distinct_stems, nifti_stem
+from samzoo.errors import DataError
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import fire
 import pytest
+from bundle_configs import BUNDLES, config_files
 from monai.bundle import ConfigParser
 from samzoo.options import flag, optional
 
-BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 OPTIONS = ("resume", "pretrained", "use_box", "save_cam", "amp", "use_text_prompt")
 
 
@@ -37,7 +36,7 @@ def test_configs_read_every_on_off_option_through_flag():
     raw = re.compile(rf"(?<!flag\()@({'|'.join(OPTIONS)})\b")
     offenders = [
         f"{path.relative_to(BUNDLES)}: {line.strip()}"
-        for path in sorted(BUNDLES.glob("*/configs/*.json"))
+        for path in sorted(BUNDLES.glob("*/configs/**/*.json"))
         for line in path.read_text().splitlines()
         if raw.search(line)
     ]
@@ -46,7 +45,7 @@ def test_configs_read_every_on_off_option_through_flag():
 
 def _parser(bundle: str, **overrides: object) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(str(BUNDLES / bundle / "configs" / "train.json"))
+    parser.read_config(config_files(bundle, "train.json"))
     parser.update(overrides)
     return parser
 
@@ -116,17 +115,16 @@ def test_null_on_the_command_line_unsets_the_ct_options(bundle):
         "--eval_slice_fraction", "null",
     )  # fmt: skip
     assert overrides["max_boxes"] == "null"  # what the configs must read as None
-    configs = BUNDLES / bundle / "configs"
     parser = ConfigParser()
-    parser.read_config([str(configs / "train.json"), str(configs / "evaluate.json")])
+    parser.read_config(config_files(bundle, "train.json", "evaluate.json"))
     parser.update(overrides)
-    for unset in ("network_def#max_boxes", "network_def#checkpoint", "validate#handlers#2#slice_fraction"):
+    for unset in ("network_def#max_boxes", "network_def#checkpoint", "validate#handlers#2#source#slice_fraction"):
         assert parser.get_parsed_content(unset) is None, unset
     for whole_volumes in ("volume_transforms", "validate#preprocessing"):
         names = [type(t).__name__ for t in parser.get_parsed_content(whole_volumes).transforms]
         assert "MiddleSlicesd" not in names and "Resized" in names
     inference = ConfigParser()
-    inference.read_config(str(configs / "inference.json"))
+    inference.read_config(config_files(bundle, "inference.json"))
     inference.update(_command_line("--max_boxes", "null"))
     assert inference.get_parsed_content("network_def#max_boxes") is None
     inference.update(_command_line("--max_boxes", "2"))

@@ -14,10 +14,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 from isolated_env import isolated_env, run_python
-from samzoo.bundle.package import VENDORED, package_bundle, packaged_metadata, vendor_config
+from samzoo.bundle.package import (
+    VENDORED,
+    package_bundle,
+    packaged_metadata,
+    resolve_file_references,
+    vendor_config,
+)
 from samzoo.data.datalist import load_datalist
 from samzoo.data.demo import write_demo
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 TINY = {"roi_size": [32, 32], "num_phases": 6, "batch_size": 2, "num_workers": 0, "max_epochs": 1, "val_interval": 1}
@@ -93,6 +99,25 @@ def test_archive_layout_and_refusals(tmp_path):
     assert zipfile.ZipFile(full).read("cmr2dt_sam/models/model.pt") == b"weights"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [full.name]
     assert full.stat().st_mode & 0o044  # readable by others as umask allows, not mkstemp's private mode
+
+
+def test_references_to_other_configs_are_resolved_from_the_bundle_itself(tmp_path):
+    """inference.json takes the architecture from train.json by ``%`` references, which MONAI resolves from the
+    working directory; the archive holds the values of the packaged bundle's own train.json instead."""
+    src = _copy_bundle("cmr2dt_sam", tmp_path)
+    train = json.loads((src / "configs" / "train.json").read_text())
+    train["roi_size"], train["num_phases"] = [96, 96], 9  # differ from the repository's train.json
+    (src / "configs" / "train.json").write_text(json.dumps(train))
+    raw = json.loads((src / "configs" / "inference.json").read_text())
+    assert raw["roi_size"].startswith("%") and raw["text_prompt_files"].startswith("%")
+    archive = zipfile.ZipFile(package_bundle(src, tmp_path / "out", with_model=False))
+    packaged = json.loads(archive.read("cmr2dt_sam/configs/inference.json"))
+    assert packaged["roi_size"] == [96, 96] and packaged["num_phases"] == 9
+    assert packaged["text_prompt_files"] == train["text_prompt_files"]
+    assert not [k for k, v in packaged.items() if isinstance(v, str) and v.startswith("%")]
+    with pytest.raises(DataError, match="outside the bundle's configs folder"):
+        resolve_file_references({"backbone": "%elsewhere/train.json#backbone"}, src / "configs")
+    assert resolve_file_references("%#backbone", src / "configs") == "%#backbone"  # within one file: MONAI's own
 
 
 def test_unknown_bundle_is_named(tmp_path):

@@ -13,7 +13,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import load_nifti, save_nifti
 from samzoo.data.prepare import DATASETS, prepare
 from samzoo.data.prepare.cardiac import (
@@ -26,6 +25,7 @@ from samzoo.data.prepare.cardiac import (
 )
 from samzoo.data.prepare.mnms2 import match_frame
 from samzoo.data.prepare.stacom import cavity_areas
+from samzoo.errors import DataError
 from scipy.ndimage import binary_dilation
 
 SIZE = 32

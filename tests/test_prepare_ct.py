@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from samzoo.data.datalist import load_datalist
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import load_nifti, save_nifti
 from samzoo.data.prepare import lits, prepare, totalseg
+from samzoo.errors import DataError
 from samzoo.transforms.ct import ct_volume_transforms
 
 SHAPE = (12, 10, 8)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 from samzoo.prompts import bounding_box, has_classes, sample_positive_points, sample_prompts
 from samzoo.prompts.io import boxes_from_label, read_prompts
 

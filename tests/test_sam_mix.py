@@ -8,14 +8,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_configs import config_files
 from causes import cause_of
 from monai.bundle import ConfigParser, run
 from monai.losses import FocalLoss
 from samzoo.data.datalist import load_datalist
-from samzoo.data.errors import DataError
 from samzoo.data.semi_supervised import LabelledBatchSampler, SemiSupervisedSlices, select_labelled
 from samzoo.engine import recalibrate_batch_norm
-from samzoo.engine.sam_mix import PresenceWriter, SamMixLoss, SamMixPrepareBatch, inference_items
+from samzoo.engine.ct_slices import PresenceWriter, SamMixPrepareBatch, inference_items
+from samzoo.errors import DataError
+from samzoo.losses import SamMixLoss
 from samzoo.networks.resnet38 import ResNet38
 from samzoo.networks.sam_mix import EMPTY_LOGIT, SamMix
 from samzoo.transforms.ct import CTSliceDataset, ct_volume_transforms
@@ -162,8 +164,8 @@ def test_classifier_tells_demo_slices_apart_in_eval_mode_after_short_training(de
 
 def _workflow(bundle: str, tmp: Path, files: list[str], **overrides) -> None:
     """``python -m monai.bundle run --config_file [...]`` with ``overrides``, rooted at ``tmp``."""
-    configs = [str(REPO / "bundles" / bundle / "configs" / f) for f in files]
-    run(config_file=configs, bundle_root=str(tmp), dataset_dir=str(tmp.parent / "demo_ct" / "prepared"), **overrides)
+    data = str(tmp.parent / "demo_ct" / "prepared")
+    run(config_file=config_files(bundle, *files), bundle_root=str(tmp), dataset_dir=data, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,7 @@ SMALL = {"image_size": 64, "batch_size": 8, "classifier_width": 1 / 32, "val_int
 def test_bundle_trains_on_exactly_n_labelled_slices(demo, bundle, tmp_path):
     """The trainer's own loader and batch preparation: 3 slices keep their masks, gate SAM and reach the loss."""
     parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "train.json"))
+    parser.read_config(config_files(bundle, "train.json"))
     parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(demo / "demo_ct" / "prepared")})
     parser.update({"num_labelled": 3, **SMALL})
     trainer = parser.get_parsed_content("train#trainer")
@@ -282,14 +284,14 @@ def test_lite_medsam_backbone_gets_lora_and_segments_a_box():
 def test_report_scores_the_middle_slices_in_ras_order(tmp_path):
     import nibabel as nib
     import numpy as np
-    from samzoo.engine.sam_mix import SamMixReport
+    from samzoo.engine.ct_slices import MiddleSlicePredictions
 
     items = []
     for case, flip in (("up", 1.0), ("down", -1.0)):
         path = tmp_path / f"{case}.nii.gz"
         nib.save(nib.Nifti1Image(np.zeros((4, 4, 10), np.uint8), np.diag([1.0, 1.0, flip, 1.0])), path)
         items.append({"case_id": case, "label": str(path)})
-    report = SamMixReport(items, tmp_path, slice_fraction=0.3)
+    report = MiddleSlicePredictions(items, slice_fraction=0.3)
     # 3 of 10 slices, the odd extra slice dropped at the superior end: RAS indices 3..5, in an array stored
     # from superior to inferior the indices 4..6
     assert report._scored_slices("up") == range(3, 6)
@@ -320,7 +322,7 @@ def test_inference_defaults_to_the_test_split_of_a_prepared_folder(demo, tmp_pat
     assert len(test) == 2
     for bundle in ("sam_mix", "sam_pp"):
         parser = ConfigParser()
-        parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+        parser.read_config(config_files(bundle, "inference.json"))
         parser.update({"dataset_dir": str(prepared)})
         assert parser.get_parsed_content("items") == test
     assert inference_items([], prepared / "datalist.json") == test

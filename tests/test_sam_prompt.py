@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import load_label, save_nifti
-from samzoo.engine.sam_prompt import SliceReportWriter, segment_file
+from samzoo.engine.prompted_slices import SlicePredictions, segment_file
+from samzoo.errors import DataError
 from samzoo.losses import MaskedDiceBCELoss
 from samzoo.networks.sam_prompt import SamPromptModel, combine_masks, resized_size
 from samzoo.transforms.sam_prompt import LoadSliced, SamplePromptsd, SamTargetd, select_volumes, slice_samples
@@ -175,10 +175,10 @@ def test_label_maps_threshold_the_logits_after_scaling_up(tiny: SamPromptModel, 
     logits[..., 32:] = 3.0
     label = tiny.label_map(logits, (256, 256), [2])
     assert label.shape == (256, 256) and (label[:, :127] == 0).all() and (label[:, 127:] == 2).all()
-    writer = SliceReportWriter(tiny, [], {2: "myocardium"}, str(tmp_path))
+    writer = SlicePredictions(tiny, [], {2: "myocardium"})
     batch = [{"original_size": torch.tensor([256, 256]), "index": 7}]
     writer.collect(SimpleNamespace(state=SimpleNamespace(batch=batch, output=[{"pred": logits}])))
-    np.testing.assert_array_equal(writer.predictions[7], label)
+    np.testing.assert_array_equal(writer.predictions_by_index[7], label)
 
 
 def test_inference_refuses_bad_prompt_inputs_before_the_model_runs(tiny: SamPromptModel, tmp_path) -> None:

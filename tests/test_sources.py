@@ -1,8 +1,8 @@
 import json
 
 import pytest
-from samzoo.data.errors import DataError
 from samzoo.data.sources import resolve_datalist
+from samzoo.errors import DataError
 
 
 def test_prepared_folder_or_file(tmp_path):

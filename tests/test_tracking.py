@@ -14,7 +14,7 @@ from mlflow.entities import RunStatus
 from mlflow.utils import validation
 from monai.handlers import MLFlowHandler, StatsHandler
 from monai.utils import path_to_sqlite_uri
-from samzoo.tracking import (
+from samzoo.engine.tracking import (
     MAX_NAME_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
     EvaluationTracker,

@@ -13,8 +13,9 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import DataLoader, Dataset, MetaTensor
 from monai.transforms import Compose, Invertd
-from samzoo.data.errors import DataError
 from samzoo.data.nifti import save_nifti
+from samzoo.data.phases import sample_phase_indices
+from samzoo.errors import DataError
 from samzoo.transforms import (
     ChannelsToFramesd,
     CropHeartd,
@@ -27,7 +28,6 @@ from samzoo.transforms import (
     heart_crop_box,
     label_centre,
     motion_centre,
-    sample_phase_indices,
 )
 
 NO_AUG = {"affine_prob": 0.0, "flip_prob": 0.0, "noise_prob": 0.0, "contrast_prob": 0.0, "brightness_prob": 0.0}

@@ -148,6 +148,7 @@ def test_demo_ct_through_preparation_and_slice_dataset(tmp_path: Path) -> None:
         presence.append(s["presence"].item())
     assert set(presence) == {0.0, 1.0}
     assert len(drawn) == len(dataset)  # the slice transform ran on every item
+    assert dataset.presence().tolist() == presence and len(drawn) == len(dataset)  # read without building items
     batch = next(iter(DataLoader(dataset, batch_size=5, shuffle=True)))
     assert batch["image"].shape == (5, 1, 256, 256)
     assert batch["presence"].shape == (5, 1)

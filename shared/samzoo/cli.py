@@ -1,4 +1,4 @@
-"""The ``samzoo`` command line: dataset preparation, synthetic demo data and evaluation.
+"""The ``samzoo`` command line: dataset preparation, synthetic demo data, evaluation and clinical read-outs.
 
 Run ``samzoo --help`` or ``samzoo COMMAND --help`` for the arguments of each command.
 """
@@ -19,6 +19,7 @@ class SamzooCLI:
     samzoo demo {cine,ct} --dst DIR [--cases N] [--seed N]
     samzoo compact --datalist FILE --dst DIR [--frames all|labelled|T]
     samzoo evaluate --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S]
+    samzoo clinical --pred DIR --datalist FILE --out DIR [--split test] [--pred_postfix S] [--classes 2]
     samzoo text_prompts --out DIR [--model ViT-B-32] [--pretrained openai]
     samzoo package BUNDLE --out DIR [--recipe_only] [--overwrite]
     samzoo verify BUNDLE
@@ -75,6 +76,25 @@ class SamzooCLI:
         from .metrics.evaluation import evaluate_folder
 
         return str(evaluate_folder(Path(pred), Path(datalist), Path(out), split=split, pred_postfix=pred_postfix))
+
+    def clinical(
+        self,
+        pred: str,
+        datalist: str,
+        out: str,
+        split: str = "test",
+        pred_postfix: str = "",
+        classes: list[int] | tuple[int, ...] | int | str | None = None,
+    ) -> str:
+        """Read EDV, ESV, SV, EF and myocardial mass from the predicted stacks in PRED and from DATALIST's SPLIT;
+        write OUT/clinical.csv, clinical_summary.json and plots (docs/clinical.md). CLASSES: the label values the
+        method segments (default: all of the datalist's; ``--classes 2`` for myocardium only)."""
+        from .clinical import clinical_folder
+
+        values = _as_list(str(classes) if isinstance(classes, int) else classes)
+        return str(
+            clinical_folder(Path(pred), Path(datalist), Path(out), split, pred_postfix, values and map(int, values))
+        )
 
     def text_prompts(self, out: str, model: str = "ViT-B-32", pretrained: str = "openai") -> list[str]:
         """Recompute the CLIP text embeddings of "sax" and "lax" into OUT/{sax,lax}.npy (needs the CLIP weights)."""

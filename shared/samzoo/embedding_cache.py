@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path
-from .data.errors import DataError
+from .errors import DataError
 
 
 def embedding_key(image: torch.Tensor, identity: str) -> str:

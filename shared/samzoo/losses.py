@@ -1,15 +1,18 @@
 """Losses that respect sparse annotations.
 
 Labels of cine MRI usually exist only at ED and ES. The cine transforms mark every voxel of an unlabelled frame
-with an ignore value, and the losses here count only the other voxels, so unlabelled frames contribute nothing to
-the gradient while the network still sees them as temporal context.
+with an ignore value, and :class:`MaskedDiceBCELoss` counts only the other voxels, so unlabelled frames contribute
+nothing to the gradient while the network still sees them as temporal context. In CT, SAM-Mix has presence labels
+for every slice and masks for only N of them: :class:`SamMixLoss` scores the masks of the labelled slices alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
-from monai.losses import MaskedDiceLoss
+from monai.losses import DiceLoss, FocalLoss, MaskedDiceLoss
 from torch import nn
 
 IGNORE_VALUE = -1
@@ -43,3 +46,29 @@ class MaskedDiceBCELoss(nn.Module):
         bce = F.binary_cross_entropy_with_logits(input, target, weight=valid, reduction="sum")
         bce = bce / valid.sum().clamp_min(1.0)
         return self.lambda_dice * dice + self.lambda_bce * bce
+
+
+class SamMixLoss(nn.Module):
+    """lambda_cls * binary focal loss on the presence logits of every slice (Eq. 3) + lambda_seg * Dice loss
+    (Eq. 9) averaged over the labelled slices of the batch (zero when the batch has none).
+
+    ``pred`` is :class:`~samzoo.networks.sam_mix.SamMix`'s output (``score`` (B, 1), ``mask`` (B, 1, H, W));
+    ``target`` is what :class:`~samzoo.engine.ct_slices.SamMixPrepareBatch` prepares (``presence`` (B, 1), ``seg``
+    (B, 1, H, W), ``labelled`` (B, 1)).
+    """
+
+    def __init__(
+        self, alpha: float = 0.25, gamma: float = 2.0, lambda_cls: float = 1.0, lambda_seg: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.focal = FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False)
+        self.dice = DiceLoss(sigmoid=True, reduction="none")
+        self.lambda_cls = lambda_cls
+        self.lambda_seg = lambda_seg
+
+    def forward(self, pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        cls = self.focal(pred["score"].float(), target["presence"])
+        weight = target["labelled"].flatten()
+        seg = self.dice(pred["mask"].float(), target["seg"]).flatten()
+        seg = (seg * weight).sum() / weight.sum().clamp(min=1.0)
+        return self.lambda_cls * cls + self.lambda_seg * seg

@@ -6,6 +6,11 @@ place for bundle code, importable as ``scripts.samzoo`` once the bundle root is 
 ``run`` and MONAI Label both arrange) and rewrites the configs' references from ``samzoo.`` to ``scripts.samzoo.``.
 samzoo imports itself only relatively, so the vendored copy never reaches for an installed one. ``bundle_root``
 becomes ``"."``: like every model-zoo bundle, a packaged bundle runs from its own folder.
+
+A config may take settings from another config file of its bundle by MONAI's ``%`` reference
+(``"backbone": "%bundles/cmr2dt_sam/configs/train.json#backbone"``: inference reads the architecture training
+declares). MONAI resolves such paths from the working directory, which MONAI Label does not set to the bundle, so
+:func:`resolve_file_references` writes the referenced content into the packaged configs.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from monai.bundle import ConfigParser
+from monai.bundle.utils import MACRO_KEY
+
 from .. import __version__
 from ..atomic import atomic_path
-from ..data.errors import DataError
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +95,8 @@ def _bundle_entries(src: Path, with_model: bool) -> Iterator[tuple[str, bytes]]:
         if rel == "configs/metadata.json":
             yield rel, _dump(packaged_metadata(json.loads(path.read_text())))
         elif rel.startswith("configs/") and path.suffix == ".json":
-            yield rel, _dump(vendor_config(json.loads(path.read_text())))
+            config = resolve_file_references(json.loads(path.read_text()), src / "configs")
+            yield rel, _dump(vendor_config(config))
         else:
             yield rel, path.read_bytes()
     yield "scripts/__init__.py", b'"""This bundle\'s code: the samzoo package it was built with."""\n'
@@ -121,6 +130,29 @@ def vendor_config(config: Any) -> Any:
     return config
 
 
+def resolve_file_references(config: Any, configs_dir: Path) -> Any:
+    """``config`` with every ``%<file>#<id>`` reference replaced by the content of ``id`` in that file, read from
+    ``configs_dir`` (the bundle's own ``configs/``: the part of ``<file>`` after its last ``configs`` folder), so
+    that the config no longer depends on the working directory. References within one file (``%#id``) stay."""
+    if isinstance(config, dict):
+        return {key: resolve_file_references(value, configs_dir) for key, value in config.items()}
+    if isinstance(config, list):
+        return [resolve_file_references(value, configs_dir) for value in config]
+    if isinstance(config, str) and config.startswith(MACRO_KEY):
+        path, ids = ConfigParser.split_path_id(config[len(MACRO_KEY) :])
+        if path:
+            parts = Path(path).parts
+            if "configs" not in parts:
+                raise DataError(configs_dir, f"{config!r} references a file outside the bundle's configs folder")
+            at = len(parts) - 1 - parts[::-1].index("configs")
+            target = configs_dir.joinpath(*parts[at + 1 :])
+            if not target.is_file():
+                raise DataError(target, f"referenced by {config!r} but not in the bundle")
+            content = ConfigParser(ConfigParser.load_config_file(str(target)))[ids]
+            return resolve_file_references(content, configs_dir)
+    return config
+
+
 def packaged_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """The metadata of the packaged bundle: samzoo is vendored, so it is no longer a package to install."""
     packaged = dict(metadata)
@@ -135,4 +167,11 @@ def _dump(value: Any) -> bytes:
     return (json.dumps(value, indent=4) + "\n").encode()
 
 
-__all__ = ["VENDORED", "bundle_dir", "package_bundle", "packaged_metadata", "vendor_config"]
+__all__ = [
+    "VENDORED",
+    "bundle_dir",
+    "package_bundle",
+    "packaged_metadata",
+    "resolve_file_references",
+    "vendor_config",
+]

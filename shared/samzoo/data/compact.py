@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..transforms.cine import sample_phase_indices
+from ..errors import DataError
 from .datalist import SPLITS, datalist_info, ensure_outside, load_datalist, write_datalist
-from .errors import DataError
 from .nifti import load_label, load_nifti, save_nifti
+from .phases import sample_phase_indices
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def kept_frames(item: dict[str, Any], frames: str | int) -> list[int]:
     """Source frames of ``item`` that a compact copy keeps, in temporal order.
 
     ``"all"`` keeps every frame, ``"labelled"`` the labelled frames (ED and ES for ACDC and M&Ms), and an integer
-    ``T`` the ``T`` phases that :func:`~samzoo.transforms.cine.sample_phase_indices` spreads over the cycle, ED and
+    ``T`` the ``T`` phases that :func:`~samzoo.data.phases.sample_phase_indices` spreads over the cycle, ED and
     ES included (every frame when the cine has no more than ``T``).
     """
     num_frames = int(item["num_frames"])

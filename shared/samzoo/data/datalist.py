@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path
-from .errors import DataError
+from ..errors import DataError
 
 SPLITS = ("training", "validation", "test")
 
@@ -120,8 +120,11 @@ def ensure_outside(dst: str | Path, src: str | Path) -> None:
         raise DataError(dst, f"destination lies inside the source dataset {src}; choose a folder outside it")
 
 
-def load_datalist(path: str | Path, split: str = "training") -> list[dict[str, Any]]:
-    """Items of one split with paths made absolute (relative paths are taken from the datalist's folder).
+def load_datalist(
+    path: str | Path, split: str = "training", views: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Items of one split with paths made absolute (relative paths are taken from the datalist's folder); with
+    ``views``, only the cine items whose ``view`` is one of them (e.g. ``["SAX"]``).
 
     An empty split is an error: training without validation items would never select a model, and an empty test
     split would report nothing.
@@ -145,6 +148,8 @@ def load_datalist(path: str | Path, split: str = "training") -> list[dict[str, A
             if key in item and item[key] is not None:
                 item[key] = str(base / item[key])
         items.append(item)
+    if views is not None:
+        items = [item for item in items if item.get("view") in views]
     return items
 
 

@@ -1,14 +1,5 @@
-"""The one exception type for bad input data, so every message names the file and the problem."""
+"""Where :class:`samzoo.errors.DataError` used to live; importing it from here still works."""
 
-from __future__ import annotations
+from ..errors import DataError
 
-from pathlib import Path
-
-
-class DataError(ValueError):
-    """Input data that cannot be used as it is; the message names the offending file and what is wrong."""
-
-    def __init__(self, path: str | Path | None, problem: str) -> None:
-        self.path = None if path is None else Path(path)
-        self.problem = problem
-        super().__init__(problem if path is None else f"{path}: {problem}")
+__all__ = ["DataError"]

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from ..atomic import atomic_path
-from .errors import DataError
+from ..errors import DataError
 
 
 @dataclass

@@ -16,18 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..transforms.ct import CTSliceDataset
-
-__all__ = ["LabelledBatchSampler", "SemiSupervisedSlices", "select_labelled", "slice_presence"]
-
-
-def slice_presence(slices: CTSliceDataset, presence_key: str = "presence") -> torch.Tensor:
-    """Presence (N,) of every slice of ``slices``, read from the cached volumes without building items."""
-    return torch.stack([slices.volumes[v][presence_key][z] for v, z in slices.index]).float()
+__all__ = ["LabelledBatchSampler", "SemiSupervisedSlices", "select_labelled"]
 
 
 def select_labelled(presence: torch.Tensor | Sequence[float], n: int, seed: int) -> list[int]:
-    """Indices (sorted) of ``n`` slices drawn without replacement among those with presence 1, by ``seed``.
+    """Indices (sorted) of ``n`` slices drawn without replacement among those with presence 1, by ``seed``
+    (the presence of CT slices: :meth:`samzoo.transforms.ct.CTSliceDataset.presence`).
 
     The same seed and presence always give the same slices; a larger ``n`` is not a superset of a smaller one.
     """

@@ -4,7 +4,14 @@ from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
 from .checkpoints import AtomicDiskSaver, CheckpointSaver, ResumeFromLatestCheckpoint, latest_checkpoint
 from .cine_inference import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer, expand_cine_inputs
 from .progress import TrainingProgress
-from .report import EvaluationReport, LearningCurves
+from .report import (
+    ClinicalReport,
+    CollectedPredictions,
+    EvaluationReport,
+    LearningCurves,
+    PredictionFiles,
+    PredictionSource,
+)
 from .training_log import TrainingLog
 
 __all__ = [
@@ -12,9 +19,13 @@ __all__ = [
     "BatchNormRecalibration",
     "CheckpointSaver",
     "CineMaskAssembler",
+    "ClinicalReport",
+    "CollectedPredictions",
     "EvaluationReport",
     "LearningCurves",
     "PhaseGroupInferer",
+    "PredictionFiles",
+    "PredictionSource",
     "ResumeFromLatestCheckpoint",
     "TrainingLog",
     "TrainingProgress",

@@ -27,7 +27,7 @@ from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointSaver as MonaiCheckpointSaver
 
 from ..atomic import atomic_path
-from ..data.errors import DataError
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class ResumeFromLatestCheckpoint:
 
     When attached (just before the trainer runs) it reads that checkpoint once (``weights_only=True``) and compares
     its run record with ``run_record``; a checkpoint of another run, or one without a record, raises
-    :class:`~samzoo.data.errors.DataError` before anything is written. When the trainer starts, the objects of
+    :class:`~samzoo.errors.DataError` before anything is written. When the trainer starts, the objects of
     ``load_dict`` are restored from it, keeping the trainer's ``max_epochs`` as MONAI's ``CheckpointLoader`` does.
 
     ``enabled=False`` (``--resume false``, read by :func:`samzoo.options.flag`) starts from scratch and removes the

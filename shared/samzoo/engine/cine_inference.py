@@ -20,10 +20,10 @@ import torch
 from ignite.engine import Engine, Events
 from monai.inferers import Inferer
 
-from ..data.errors import DataError
 from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem, save_nifti
+from ..data.phases import phase_group_count
 from ..data.prepare.cardiac import slice_affine
-from ..transforms.cine import phase_group_count
+from ..errors import DataError
 from ..transforms.supervision import view_index
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class PhaseGroupInferer(Inferer):
 
     Training clips hold ``num_phases`` phases spread over the cycle, so the temporal attention learns neighbours
     about ``T / num_phases`` frames apart. The frames are split into ``k`` groups ``g, g + k, g + 2k, ...``
-    (:func:`~samzoo.transforms.cine.phase_group_count`), each group is one call of ``network`` with the other
+    (:func:`~samzoo.data.phases.phase_group_count`), each group is one call of ``network`` with the other
     arguments unchanged, and the outputs are put back at their frames, so every frame is predicted exactly once.
     ``num_phases=None`` predicts all frames in one call.
     """

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from ..data.errors import DataError
+from ..errors import DataError
 from ..metrics.curves import Curve
 
 __all__ = ["FIELDS", "TrainingLog", "read_training_log"]

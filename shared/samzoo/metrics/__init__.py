@@ -1,7 +1,8 @@
 """Evaluation of predicted masks: per-slice Dice, Hausdorff distances and MASD, with reports for every bundle.
 
-:func:`evaluate_folder` scores a folder of predicted NIfTI files (``samzoo evaluate``); bundles holding predictions
-in memory call :func:`evaluate_items` and :func:`write_report`. See docs/metrics.md.
+:func:`report_predictions` scores predicted label maps (NIfTI files or arrays) and writes the report; it is the one
+path of ``samzoo evaluate`` (:func:`evaluate_folder`, a folder of NIfTI files) and of every bundle's evaluation
+(:class:`samzoo.engine.EvaluationReport`). See docs/metrics.md.
 """
 
 from .evaluation import (
@@ -10,6 +11,7 @@ from .evaluation import (
     evaluate_items,
     find_predictions,
     prediction_candidates,
+    report_predictions,
 )
 from .plots import plot_metrics
 from .report import results_table, summarize, write_csv, write_report
@@ -26,6 +28,7 @@ __all__ = [
     "find_predictions",
     "plot_metrics",
     "prediction_candidates",
+    "report_predictions",
     "results_table",
     "summarize",
     "worst_case_distance",

@@ -16,7 +16,7 @@ Distances are in pixels always and in mm when the item's ``spacing_known`` is tr
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from ..data.datalist import datalist_info, load_datalist
-from ..data.errors import DataError
 from ..data.nifti import NiftiVolume, check_same_grid, load_label
+from ..errors import DataError
 from .report import results_table, write_report
 from .rows import ROW_FIELDS
 from .surface import boundary_distances, dice_score
@@ -196,6 +196,31 @@ def evaluate_items(
     return rows
 
 
+def report_predictions(
+    items: Sequence[Mapping[str, Any]],
+    predictions: Iterable[LabelSource],
+    classes: Mapping[int, str],
+    out_dir: str | Path,
+    label_values: Iterable[int] | None = None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """Score ``predictions`` against the items' labels (:func:`evaluate_items`), keep the rows ``keep`` accepts
+    (all when None), write ``metrics.csv``, ``summary.json`` and ``metrics.png`` into ``out_dir``
+    (:func:`~samzoo.metrics.report.write_report`) and log the results table; return the summary.
+
+    The one evaluation-report path: ``samzoo evaluate`` and every bundle's evaluation handler
+    (:class:`samzoo.engine.EvaluationReport`) come here.
+    """
+    rows = evaluate_items(items, predictions, classes, label_values)
+    if keep is not None:
+        rows = [row for row in rows if keep(row)]
+    summary = write_report(rows, out_dir)
+    logger.info(
+        "evaluated %d items (%d rows), report in %s\n%s", len(items), len(rows), out_dir, results_table(summary)
+    )
+    return summary
+
+
 def evaluate_folder(
     pred_dir: Path,
     datalist: Path,
@@ -217,10 +242,6 @@ def evaluate_folder(
         raise DataError(datalist, "has no 'labels' (value -> name) to take the classes and label values from")
     label_values = {int(v) for v in labels}
     classes = classes_from_labels(labels) if classes is None else dict(classes)
-    predictions = find_predictions(pred_dir, items, pred_postfix)
-    rows = evaluate_items(items, predictions, classes, label_values)
-    summary = write_report(rows, out_dir)
-    logger.info(
-        "evaluated %d items of %s (%s), %d rows\n%s", len(items), datalist, split, len(rows), results_table(summary)
-    )
+    logger.info("evaluating the predictions in %s for split %s of %s", pred_dir, split, datalist)
+    report_predictions(items, find_predictions(pred_dir, items, pred_postfix), classes, out_dir, label_values)
     return Path(out_dir) / "metrics.csv"

@@ -20,8 +20,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti
+from ..errors import DataError
 from .evaluation import LabelSource, strip_nifti
 
 __all__ = ["animate_cine", "overlay_planes", "plot_overlay", "write_figures"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.errors import DataError
+from ..errors import DataError
 from .pos_embed import resize_position_table
 from .registry import PretrainedWeights
 

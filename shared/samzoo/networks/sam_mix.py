@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from torch import nn
 
-from ..cam import cam_box_prompts, class_activation_map
 from .builder import build_backbone
+from .cam import cam_box_prompts, class_activation_map
 from .checkpoint import LoadReport
 from .lora import add_lora
 from .registry import backbone_entry
@@ -57,7 +57,7 @@ class SamMix(nn.Module):
     Which slices SAM segments decides the shapes that follow, so the network reads the gate on the host: a gate
     given as a CPU tensor (training, where it comes with the batch) costs nothing, the classifier's own decision on
     an accelerator one synchronisation per call. The box prompts are found on the slices' device
-    (:func:`samzoo.cam.cam_box_prompts`), ``max_boxes`` per slice padded with a validity mask.
+    (:func:`samzoo.networks.cam.cam_box_prompts`), ``max_boxes`` per slice padded with a validity mask.
     """
 
     def __init__(

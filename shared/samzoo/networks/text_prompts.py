@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
-from ..data.errors import DataError
+from ..errors import DataError
 
 VIEW_PROMPTS = ("sax", "lax")
 """Prompt words in view-index order: index 0 is short axis (SAX), 1 is long axis (LAX)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.errors import DataError
+from ..errors import DataError
 from .sampling import ClassPrompts, bounding_box
 
 

@@ -43,6 +43,7 @@ from ..transforms.sam_prompt import (
     SamplePromptsd,
     select_volumes,
     slice_samples,
+    slice_volumes,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,30 +75,6 @@ def prompt_grid(
 ) -> list[PromptConfig]:
     """Every combination, in the row order of the thesis tables (boxes, then positives, then negatives)."""
     return [PromptConfig(*combo) for combo in itertools.product(boxes, positives, negatives)]
-
-
-def slice_volumes(
-    samples: Sequence[Mapping[str, Any]], predictions: Mapping[int, np.ndarray]
-) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Predicted (H, W) label maps, keyed by sample index, gathered per datalist item into (H, W, T) volumes.
-
-    Returns the items, each with ``labelled_frames`` restricted to the frames predicted, and their volumes (zero on
-    the other frames), ready for :func:`~samzoo.metrics.evaluate_items`.
-    """
-    by_item: dict[str, list[Mapping[str, Any]]] = {}
-    for sample in samples:
-        if sample["index"] in predictions:
-            by_item.setdefault(str(sample["label"]), []).append(sample)
-    items, arrays = [], []
-    for group in by_item.values():
-        first = group[0]
-        height, width = predictions[first["index"]].shape
-        volume = np.zeros((height, width, first["num_frames"]), dtype=np.uint8)
-        for sample in group:
-            volume[..., sample["frame"]] = predictions[sample["index"]]
-        items.append(dict(first, labelled_frames=[s["frame"] for s in group]))
-        arrays.append(volume)
-    return items, arrays
 
 
 def evaluate_slices(

@@ -1,6 +1,7 @@
-"""Repeated runs of the sam_mix / sam_pp bundles and the mean ± std table of Tables 1-2 of SAM-Mix.
+"""Repeated runs of SAM-Mix and SAM-PP (the sam_mix bundle and its ``variants/sam_pp.json``) and the mean ± std
+table of Tables 1-2 of SAM-Mix.
 
-Every (number of labelled slices N, seed) pair trains the bundle in its own folder ``out_dir/<bundle>-<N>/seed<k>``
+Every (number of labelled slices N, seed) pair trains the method in its own folder ``out_dir/<method>-<N>/seed<k>``
 (``--bundle_root`` of the run, so checkpoints and logs stay apart) through ``monai.bundle.run``, then evaluates it on
 the test split of the training dataset (``in_domain``) and of each ``cross_domain`` dataset (e.g. TotalSegmentator,
 Table 2). Training resumes from the newest checkpoint, so running the same command again only evaluates; the
@@ -48,9 +49,15 @@ RESULT_FIELDS = (
     *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
 )
 NAMES = {"sam_mix": "SAM-Mix", "sam_pp": "SAM-PP"}
+METHODS = {"sam_mix": ("sam_mix", ()), "sam_pp": ("sam_mix", ("variants/sam_pp",))}
+"""Method -> (bundle, variant files): SAM-PP is the sam_mix network trained in two stages."""
 
 
-def _configs(bundles_dir: Path, bundle: str, *names: str) -> list[str]:
+def _configs(bundles_dir: Path, method: str, evaluate: bool = False) -> list[str]:
+    """The config files of ``method``'s training (``evaluate``: and evaluation): train.json, the method's variant
+    files, then evaluate.json, which comes last so that its ``run`` replaces training's."""
+    bundle, variants = METHODS.get(method, (method, ()))
+    names = ["train", *variants, *(["evaluate"] if evaluate else [])]
     return [str(bundles_dir / bundle / "configs" / f"{name}.json") for name in names]
 
 
@@ -63,19 +70,20 @@ def run_once(
     bundles_dir: str | Path = "bundles",
     overrides: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``bundle`` once with ``num_labelled`` and ``seed``, evaluate on each of ``eval_sets`` (name -> dataset
-    folder, "" for the training data), and return one row per evaluation set (fields :data:`RUN_FIELDS`)."""
+    """Train ``bundle`` (a bundle, or a method of :data:`METHODS`) once with ``num_labelled`` and ``seed``, evaluate
+    on each of ``eval_sets`` (name -> dataset folder, "" for the training data), and return one row per evaluation
+    set (fields :data:`RUN_FIELDS`)."""
     run_dir, bundles_dir = Path(run_dir), Path(bundles_dir)
     common = {"bundle_root": str(run_dir), **(overrides or {})}
     before = latest_checkpoint(run_dir / "models")
     start = time.perf_counter()
-    run(config_file=_configs(bundles_dir, bundle, "train"), num_labelled=num_labelled, seed=seed, **common)
+    run(config_file=_configs(bundles_dir, bundle), num_labelled=num_labelled, seed=seed, **common)
     train_s = _training_time(run_dir, time.perf_counter() - start, latest_checkpoint(run_dir / "models") != before)
     rows = []
     for name, dataset_dir in eval_sets.items():
         eval_dir = run_dir / "runs" / f"eval_{name}"
         data = {"dataset_dir": dataset_dir} if dataset_dir else {}
-        configs = _configs(bundles_dir, bundle, "train", "evaluate")
+        configs = _configs(bundles_dir, bundle, evaluate=True)
         run(config_file=configs, **{**common, **data, "eval_dir": str(eval_dir)})
         liver = json.loads((eval_dir / "summary.json").read_text())["classes"]["liver"]
         accuracy = json.loads((eval_dir / "classification.json").read_text())["accuracy"]

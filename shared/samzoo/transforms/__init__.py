@@ -12,8 +12,6 @@ from .cine import (
     heart_crop_box,
     label_centre,
     motion_centre,
-    phase_group_count,
-    sample_phase_indices,
 )
 
 __all__ = [
@@ -28,6 +26,4 @@ __all__ = [
     "heart_crop_box",
     "label_centre",
     "motion_centre",
-    "phase_group_count",
-    "sample_phase_indices",
 ]

@@ -207,6 +207,11 @@ class CTSliceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def presence(self) -> torch.Tensor:
+        """Presence (N,) of every slice, read from the cached volumes without building items."""
+        _, _, presence_key, _ = self.keys
+        return torch.stack([self.volumes[v][presence_key][z] for v, z in self.index]).float()
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         image_key, label_key, presence_key, start_key = self.keys
         v, z = self.index[i]

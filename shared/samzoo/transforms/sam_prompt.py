@@ -11,7 +11,8 @@ cannot be simulated. Per sample the transforms produce::
     points        (C, P, 2) (x, y) on the encoder grid, point_labels (C, P), boxes (C, 4) (SamplePromptsd)
     original_size (2,) the slice's (H, W); index: position of the sample in its list
 
-``image`` and ``label`` keep MONAI's default keys so engines' ``prepare_batch`` find them.
+``image`` and ``label`` keep MONAI's default keys so engines' ``prepare_batch`` find them. Predictions made per
+sample go back to (H, W, T) volumes for evaluation with :func:`slice_volumes`.
 
 C is the number of classes (RV, myocardium, LV), P = positives + negatives x (C - 1).
 """
@@ -27,9 +28,9 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from ..data.errors import DataError
 from ..data.nifti import load_label, load_nifti
 from ..embedding_cache import EmbeddingCache
+from ..errors import DataError
 from ..networks.sam_prompt import SamInputSpec, resized_size, to_sam_input
 from ..prompts import has_classes, sample_prompts
 
@@ -79,6 +80,30 @@ def slice_samples(
             if has_classes(label.array[..., frame], classes):
                 samples.append(dict(item, frame=frame, phase=phase, index=len(samples)))
     return samples
+
+
+def slice_volumes(
+    samples: Sequence[Mapping[str, Any]], predictions: Mapping[int, np.ndarray]
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Predicted (H, W) label maps, keyed by sample index, gathered per datalist item into (H, W, T) volumes.
+
+    Returns the items, each with ``labelled_frames`` restricted to the frames predicted, and their volumes (zero on
+    the other frames), ready for :func:`~samzoo.metrics.evaluate_items`: the inverse of :func:`slice_samples`.
+    """
+    by_item: dict[str, list[Mapping[str, Any]]] = {}
+    for sample in samples:
+        if sample["index"] in predictions:
+            by_item.setdefault(str(sample["label"]), []).append(sample)
+    items, arrays = [], []
+    for group in by_item.values():
+        first = group[0]
+        height, width = predictions[first["index"]].shape
+        volume = np.zeros((height, width, first["num_frames"]), dtype=np.uint8)
+        for sample in group:
+            volume[..., sample["frame"]] = predictions[sample["index"]]
+        items.append(dict(first, labelled_frames=[s["frame"] for s in group]))
+        arrays.append(volume)
+    return items, arrays
 
 
 class LoadSliced(MapTransform):

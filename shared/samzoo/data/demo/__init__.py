@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import __version__
-from ..errors import DataError
+from ...errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 
 from ... import __version__
+from ...errors import DataError
 from ..datalist import SPLITS, build_datalist, ensure_outside, split_patients, write_datalist
-from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 

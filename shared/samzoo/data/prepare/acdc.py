@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import DataError
 from ..datalist import CARDIAC_LABELS
-from ..errors import DataError
 from ..nifti import NiftiVolume, load_nifti
 from .cardiac import (
     ACDC_VALUES,

@@ -23,8 +23,8 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
+from ...errors import DataError
 from ..datalist import CARDIAC_LABELS
-from ..errors import DataError
 from ..nifti import NiftiVolume, check_same_grid, load_label, save_nifti
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from ...errors import DataError
 from ..datalist import LIVER_LABELS
-from ..errors import DataError
 from ..nifti import NiftiVolume, check_same_grid, load_label, load_nifti, save_nifti
 
 logger = logging.getLogger(__name__)

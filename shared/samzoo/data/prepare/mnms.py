@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import DataError
 from ..datalist import CARDIAC_LABELS
-from ..errors import DataError
 from ..nifti import load_nifti
 from .cardiac import (
     MNMS_TO_ACDC,

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import DataError
 from ..datalist import CARDIAC_LABELS
-from ..errors import DataError
 from ..nifti import NiftiVolume, check_same_grid, load_nifti
 from .cardiac import (
     MNMS_TO_ACDC,

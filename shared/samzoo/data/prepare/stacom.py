@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
-from ..errors import DataError
+from ...errors import DataError
 from ..nifti import load_nifti
 from .cardiac import (
     MYOCARDIUM,

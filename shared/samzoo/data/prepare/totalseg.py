@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import DataError
 from ..datalist import LIVER_LABELS
-from ..errors import DataError
 from ..nifti import load_label
 from .lits import write_liver_case
 

@@ -1,8 +1,9 @@
-"""Evaluation and inference pieces of the SAM prompting bundle.
+"""Single slices segmented from prompts: the evaluation's prediction source and inference on files (sam_prompt).
 
-:class:`SliceReportWriter` turns an evaluator's low-resolution per-class mask logits into label maps on each slice's
-own grid (:meth:`~samzoo.networks.sam_prompt.SamPromptModel.label_map`, the rule of the zero-shot grid and
-inference) and writes the standard report (:func:`samzoo.metrics.write_report`) when the run ends.
+:class:`SlicePredictions` is the prediction source of the shared report
+(:class:`~samzoo.engine.report.EvaluationReport`): it turns an evaluator's low-resolution per-class mask logits into
+label maps on each slice's own grid (:meth:`~samzoo.networks.sam_prompt.SamPromptModel.label_map`, the rule of the
+zero-shot grid and inference) and gathers them into the datalist's volumes.
 :func:`segment_file` segments one frame of an image file from user prompts (a JSON file or boxes around an existing
 label map), and :class:`SegmentFiles` runs it as the iteration of the inference evaluator.
 """
@@ -16,23 +17,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
-from ..data.errors import DataError
 from ..data.nifti import check_same_grid, load_label, load_nifti, save_nifti
-from ..metrics import evaluate_items, results_table, write_report
-from ..metrics.figures import write_figures
+from ..errors import DataError
 from ..networks.sam_prompt import SamPromptModel, resized_size, to_sam_input
 from ..prompts.io import boxes_from_label, read_prompts
-from ..studies.prompting import slice_volumes
+from ..transforms.sam_prompt import slice_volumes
+from .report import PredictionSource
 
 logger = logging.getLogger(__name__)
 
 
-class SliceReportWriter:
-    """Handler: collect the evaluator's ``pred`` logits (C, 256, 256) per sample and, at the end, write
-    ``metrics.csv``, ``summary.json``, ``metrics.png`` and an overlay per datalist item (``overlays/``) for the slices
-    into ``out_dir``.
+class SlicePredictions(PredictionSource):
+    """The report's prediction source: the evaluator's ``pred`` logits (C, 256, 256) per sample, turned into label
+    maps on each slice's grid and, at the end, gathered into the datalist items' (H, W, T) volumes
+    (:func:`~samzoo.transforms.sam_prompt.slice_volumes`).
 
     Args:
         network: turns mask logits into a label map on each slice's grid (:meth:`SamPromptModel.label_map`); the
@@ -40,36 +40,28 @@ class SliceReportWriter:
         samples: the evaluated samples (:func:`samzoo.transforms.sam_prompt.slice_samples`); batches carry their
             ``index``.
         classes: label value -> name, in the order of the mask channels.
-        out_dir: report folder.
     """
 
     def __init__(
-        self, network: SamPromptModel, samples: Sequence[Mapping[str, Any]], classes: Mapping[int, str], out_dir: str
+        self, network: SamPromptModel, samples: Sequence[Mapping[str, Any]], classes: Mapping[int, str]
     ) -> None:
         self.network = network
         self.samples = samples
         self.classes = dict(classes)
-        self.out_dir = Path(out_dir)
-        self.predictions: dict[int, np.ndarray] = {}
+        self.predictions_by_index: dict[int, np.ndarray] = {}
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, lambda _: self.predictions.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
+    def reset(self) -> None:
+        self.predictions_by_index.clear()
 
     def collect(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
             size = tuple(int(s) for s in batch["original_size"])
             logits = torch.as_tensor(output["pred"])
-            self.predictions[int(batch["index"])] = self.network.label_map(logits, size, list(self.classes))
+            label = self.network.label_map(logits, size, list(self.classes))
+            self.predictions_by_index[int(batch["index"])] = label
 
-    def write(self, engine: Engine) -> None:
-        items, volumes = slice_volumes(self.samples, self.predictions)
-        summary = write_report(evaluate_items(items, volumes, self.classes), self.out_dir)
-        logger.info(
-            "evaluation of %d slices written to %s\n%s", len(self.predictions), self.out_dir, results_table(summary)
-        )
-        write_figures(items, volumes, self.classes, self.out_dir)
+    def predictions(self) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+        return slice_volumes(self.samples, self.predictions_by_index)
 
 
 @torch.no_grad()

@@ -6,8 +6,8 @@ g = sum_i w_i^(c) F_last,i (Eq. 4), upsampled bilinearly to the image. It is thr
 indices, x along image columns and y along rows (Eqs. 7-8).
 
 :func:`cam_boxes` finds the boxes of one map with scipy on the host; :func:`cam_box_prompts` those of a batch of maps
-as fixed-size tensors, on the maps' device (:mod:`samzoo.components`) so that an accelerator never waits for the host.
-Both give the same boxes.
+as fixed-size tensors, on the maps' device (:mod:`samzoo.networks.components`) so that an accelerator never waits
+for the host. Both give the same boxes.
 """
 
 from __future__ import annotations

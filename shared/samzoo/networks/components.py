@@ -4,7 +4,7 @@
 a number of steps fixed by the image size, so it never has to read the data back to decide when to stop.
 :func:`region_boxes` turns the labels into the bounding boxes of the largest regions, padded to a fixed count with a
 validity mask. Together they give static shapes and no device-to-host synchronisation, which is what lets a training
-step derive box prompts from an activation map on an accelerator without stalling (:mod:`samzoo.cam`).
+step derive box prompts from an activation map on an accelerator without stalling (:mod:`samzoo.networks.cam`).
 
 The labelling is a hook-and-compress algorithm in the Shiloach-Vishkin family. Every pixel points to a parent; at
 the start of a round all trees are flat (each pixel points to its tree's root). In a round, (1) every root hooks

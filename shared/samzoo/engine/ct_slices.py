@@ -1,9 +1,10 @@
-"""Engine hooks of the SAM-Mix and SAM-PP bundles: batch preparation, the joint loss, volume inference and reports.
+"""Engine hooks for a slice network on CT volumes (the sam_mix bundle: SAM-Mix and its SAM-PP variant).
 
-Training works on 2D slices (:class:`SamMixPrepareBatch`, :class:`SamMixLoss`); evaluation and inference run the
-slice network over whole CT volumes (:class:`SliceBatchInferer`) and write the shared metrics report with the slice
-classification accuracy (:class:`SamMixReport`) or the per-slice presence probabilities (:class:`PresenceWriter`) of
-the volumes :func:`inference_items` lists.
+Training works on 2D slices (:class:`SamMixPrepareBatch`; the loss is :class:`samzoo.losses.SamMixLoss`);
+evaluation and inference run the slice network over whole CT volumes (:class:`SliceBatchInferer`). Evaluation feeds
+the shared report (:class:`~samzoo.engine.report.EvaluationReport`) with :class:`MiddleSlicePredictions` and writes
+the slice classification accuracy (:class:`PresenceAccuracy`); inference writes the per-slice presence
+probabilities (:class:`PresenceWriter`) of the volumes :func:`inference_items` lists.
 """
 
 from __future__ import annotations
@@ -22,23 +23,20 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
-from monai.losses import DiceLoss, FocalLoss
-from torch import nn
 
 from ..data.datalist import load_datalist
-from ..data.errors import DataError
 from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem
-from ..metrics import evaluate_items, results_table, write_report
-from ..metrics.figures import write_figures
+from ..errors import DataError
 from ..transforms.ct import middle_slice_range
+from .report import CollectedPredictions
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MiddleSlicePredictions",
+    "PresenceAccuracy",
     "PresenceWriter",
-    "SamMixLoss",
     "SamMixPrepareBatch",
-    "SamMixReport",
     "SliceBatchInferer",
     "inference_items",
 ]
@@ -73,27 +71,6 @@ class SamMixPrepareBatch(PrepareBatch):
         return to(batchdata["image"]), targets, (), {"gate": gate}
 
 
-class SamMixLoss(nn.Module):
-    """lambda_cls * binary focal loss on the presence logits of every slice (Eq. 3) + lambda_seg * Dice loss
-    (Eq. 9) averaged over the labelled slices of the batch (zero when the batch has none)."""
-
-    def __init__(
-        self, alpha: float = 0.25, gamma: float = 2.0, lambda_cls: float = 1.0, lambda_seg: float = 1.0
-    ) -> None:
-        super().__init__()
-        self.focal = FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False)
-        self.dice = DiceLoss(sigmoid=True, reduction="none")
-        self.lambda_cls = lambda_cls
-        self.lambda_seg = lambda_seg
-
-    def forward(self, pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        cls = self.focal(pred["score"].float(), target["presence"])
-        weight = target["labelled"].flatten()
-        seg = self.dice(pred["mask"].float(), target["seg"]).flatten()
-        seg = (seg * weight).sum() / weight.sum().clamp(min=1.0)
-        return self.lambda_cls * cls + self.lambda_seg * seg
-
-
 class SliceBatchInferer(Inferer):
     """Run a slice network on every axial slice of volumes (B, 1, H, W, D), ``batch_size`` slices at a time.
 
@@ -121,77 +98,22 @@ def _source_name(item: Mapping[str, Any], key: str = "image") -> str:
     return nifti_stem(str(item[key].meta["filename_or_obj"]))
 
 
-class SamMixReport:
-    """Evaluator handler: collect each volume's prediction on the label grid (entries are looked up in the output,
-    then in the batch) and, at the end, write the shared metrics report (metrics.csv, summary.json, metrics.png),
-    an overlay per volume (``overlays/``, the slices holding the most liver in the label and in the prediction) and
-    classification.json, the slice-level presence accuracy per case and overall.
+class MiddleSlicePredictions(CollectedPredictions):
+    """The report's prediction source: each volume's binary mask in the label's geometry, ``output[key]``
+    (1, X, Y, Z), in the order of ``items``.
 
-    Args:
-        items: the evaluated datalist items, in the evaluator's order.
-        out_dir: report folder.
-        pred_key: output entry holding the binary mask in the label's geometry (1, X, Y, Z).
-        prob_key, presence_key: output entries of the predicted probabilities (D,) and true presence (D,).
-        threshold: probability from which a slice is classed positive.
-        slice_fraction: when the evaluated volumes were cut to their middle slices (``eval_slice_fraction``), the
-            same fraction: only those slices are scored, counted in the RAS order the cut was made in.
+    With ``slice_fraction`` (the ``eval_slice_fraction`` the evaluated volumes were cut to) only those middle
+    slices are scored, counted in the RAS order the cut was made in.
     """
 
     def __init__(
-        self,
-        items: Sequence[Mapping[str, Any]],
-        out_dir: str | Path,
-        pred_key: str = "pred_native",
-        prob_key: str = "prob",
-        presence_key: str = "presence",
-        threshold: float = 0.5,
-        slice_fraction: float | None = None,
+        self, items: Sequence[Mapping[str, Any]], key: str = "pred_native", slice_fraction: float | None = None
     ) -> None:
-        self.items = list(items)
+        super().__init__(items, key)
         self.slice_fraction = slice_fraction
-        self.out_dir = Path(out_dir)
-        self.keys = (pred_key, prob_key, presence_key)
-        self.threshold = threshold
-        self.predictions: list[np.ndarray] = []
-        self.accuracy: dict[str, dict[str, float]] = {}
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
-
-    def reset(self, engine: Engine) -> None:
-        self.predictions, self.accuracy = [], {}
-
-    def collect(self, engine: Engine) -> None:
-        pred_key, prob_key, presence_key = self.keys
-        for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
-            item = self.items[len(self.predictions)]
-            self.predictions.append(np.asarray(output[pred_key].detach().cpu())[0].astype(np.uint8))
-            predicted = output[prob_key].detach().cpu() >= self.threshold
-            truth = {**batch, **output}[presence_key].detach().cpu() > 0
-            self.accuracy[item["case_id"]] = {
-                "slices": int(truth.numel()),
-                "correct": int((predicted == truth).sum()),
-                "positive": int(truth.sum()),
-                "predicted_positive": int(predicted.sum()),
-            }
-
-    def write(self, engine: Engine) -> None:
-        if len(self.predictions) != len(self.items):
-            raise RuntimeError(f"evaluated {len(self.predictions)} of {len(self.items)} volumes")
-        classes = {1: "liver"}
-        rows = evaluate_items(self.items, self.predictions, classes=classes, label_values={0, 1})
-        if self.slice_fraction is not None:
-            rows = [row for row in rows if row["slice_index"] in self._scored_slices(row["case_id"])]
-        summary = write_report(rows, self.out_dir)
-        slices = sum(a["slices"] for a in self.accuracy.values())
-        correct = sum(a["correct"] for a in self.accuracy.values())
-        classification = {"accuracy": correct / max(slices, 1), "slices": slices, "cases": self.accuracy}
-        (self.out_dir / "classification.json").write_text(json.dumps(classification, indent=2))
-        logger.info("liver segmentation:\n%s", results_table(summary))
-        logger.info("slice presence accuracy %.4f over %d slices", classification["accuracy"], slices)
-        write_figures(self.items, self.predictions, classes, self.out_dir)
+    def keep(self, row: Mapping[str, Any]) -> bool:
+        return self.slice_fraction is None or row["slice_index"] in self._scored_slices(row["case_id"])
 
     def _scored_slices(self, case_id: str) -> range:
         """Label-array indices of the middle slices of a case: :func:`middle_slice_range` in RAS order, mirrored
@@ -203,6 +125,64 @@ class SamMixReport:
         if nib.aff2axcodes(label.affine)[-1] == "I":
             return range(depth - band.stop, depth - band.start)
         return band
+
+
+class PresenceAccuracy:
+    """Evaluator handler: the slice-level presence accuracy, per case and overall, written to
+    ``out_dir/classification.json`` and logged when the evaluator completes.
+
+    Args:
+        items: the evaluated datalist items, in the evaluator's order (their ``case_id`` names the cases).
+        out_dir: report folder.
+        prob_key, presence_key: output entries of the predicted probabilities (D,) and true presence (D,)
+            (looked up in the output, then in the batch).
+        threshold: probability from which a slice is classed positive.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        out_dir: str | Path,
+        prob_key: str = "prob",
+        presence_key: str = "presence",
+        threshold: float = 0.5,
+    ) -> None:
+        self.items = list(items)
+        self.out_dir = Path(out_dir)
+        self.keys = (prob_key, presence_key)
+        self.threshold = threshold
+        self.cases: dict[str, dict[str, int]] = {}
+        self.seen = 0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def reset(self, engine: Engine) -> None:
+        self.cases, self.seen = {}, 0
+
+    def collect(self, engine: Engine) -> None:
+        prob_key, presence_key = self.keys
+        for batch, output in zip(engine.state.batch, engine.state.output, strict=True):
+            item = self.items[self.seen]
+            self.seen += 1
+            predicted = output[prob_key].detach().cpu() >= self.threshold
+            truth = {**batch, **output}[presence_key].detach().cpu() > 0
+            self.cases[item["case_id"]] = {
+                "slices": int(truth.numel()),
+                "correct": int((predicted == truth).sum()),
+                "positive": int(truth.sum()),
+                "predicted_positive": int(predicted.sum()),
+            }
+
+    def write(self, engine: Engine) -> None:
+        slices = sum(a["slices"] for a in self.cases.values())
+        correct = sum(a["correct"] for a in self.cases.values())
+        classification = {"accuracy": correct / max(slices, 1), "slices": slices, "cases": self.cases}
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "classification.json").write_text(json.dumps(classification, indent=2))
+        logger.info("slice presence accuracy %.4f over %d slices", classification["accuracy"], slices)
 
 
 def inference_items(
