@@ -14,7 +14,7 @@ from causes import cause_of
 from monai.bundle import run
 from samzoo.data.datalist import load_datalist
 from samzoo.data.demo import write_demo
-from samzoo.data.errors import DataError
+from samzoo.errors import DataError
 from samzoo.data.nifti import load_label, load_nifti
 from samzoo.nnunet.dataset import MARKER, write_raw_dataset
 from samzoo.nnunet.folders import use_run_folders

@@ -33,7 +33,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_path
 from ..data.datalist import datalist_info, load_datalist
-from ..data.errors import DataError
+from ..errors import DataError
 from ..data.nifti import load_label, load_nifti, save_nifti
 from .folders import AUGMENTATION_WORKERS
 from .manifest import stack_volumes

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path
-from ..data.errors import DataError
+from ..errors import DataError
 from ..transforms.sam_prompt import select_volumes
 
 REGIONS = {"A": "apical", "M": "mid", "B": "basal"}

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 
-from ..data.errors import DataError
+from ..errors import DataError
 from ..data.nifti import load_label, load_nifti, nifti_stem, save_nifti
 from .dataset import cine_arrays, stack_arrays
 from .training import DESCRIPTION
