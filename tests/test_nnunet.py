@@ -14,8 +14,8 @@ from causes import cause_of
 from monai.bundle import run
 from samzoo.data.datalist import load_datalist
 from samzoo.data.demo import write_demo
-from samzoo.errors import DataError
 from samzoo.data.nifti import load_label, load_nifti
+from samzoo.errors import DataError
 from samzoo.nnunet.dataset import MARKER, write_raw_dataset
 from samzoo.nnunet.folders import use_run_folders
 from samzoo.nnunet.manifest import draw_manifest, save_manifest, stack_volumes

@@ -33,8 +33,8 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_path
 from ..data.datalist import datalist_info, load_datalist
-from ..errors import DataError
 from ..data.nifti import load_label, load_nifti, save_nifti
+from ..errors import DataError
 from .folders import AUGMENTATION_WORKERS
 from .manifest import stack_volumes
 from .workers import worker_threads

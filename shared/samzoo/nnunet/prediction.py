@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 
-from ..errors import DataError
 from ..data.nifti import load_label, load_nifti, nifti_stem, save_nifti
+from ..errors import DataError
 from .dataset import cine_arrays, stack_arrays
 from .training import DESCRIPTION
 
