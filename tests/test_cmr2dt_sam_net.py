@@ -28,6 +28,7 @@ from samzoo.networks.spatiotemporal import SpatioTemporalBlock, SpatioTemporalTi
 from samzoo.networks.text_prompts import encode_text_prompts
 from segment_anything.modeling.image_encoder import Attention, Block
 from segment_anything.modeling.transformer import TwoWayAttentionBlock
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 TINY = {"image_size": 16, "unet_channels": (8, 16, 32)}
 """16 x 16 frames, a U-Net downsampling by 4: a 4 x 4 token grid for vit_tiny."""
@@ -165,6 +166,17 @@ def test_spatial_attention_matches_segment_anything():
     for grid in (6, 9):  # 9: both resample the 11-entry tables to 17
         x = torch.randn(2, grid, grid, 32)
         torch.testing.assert_close(sam_attention(attn, x), attn(x), rtol=1e-4, atol=1e-5)
+
+
+def test_every_attention_of_a_training_step_runs_on_the_fused_kernel():
+    """No attention matrix is materialised: forward and backward run with SDPA held to its flash kernel, which
+    refuses a bias that needs a gradient (SAM's relative-position term is folded into queries and keys instead)."""
+    for backbone in ("vit_tiny", "lite_medsam"):
+        torch.manual_seed(0)
+        net = CMR2DTSAM(backbone, image_size=16, unet_channels=(8, 16, 32)).train()
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            net(clip()).mean().backward()
+        assert net.up.gates[0].qk.weight.grad.abs().max() > 0
 
 
 @pytest.mark.parametrize("window", [0, 4])

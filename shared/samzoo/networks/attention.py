@@ -3,7 +3,8 @@
 SAM's own modules (the image encoder's ``Attention``, the mask decoder's two-way blocks, TinyViT's window attention)
 are evaluated here from their pretrained weights, so one switch of SDPA backend (e.g.
 ``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)`` for the plain matmul-softmax path) governs every attention of
-a network. Position biases go in as ``attn_mask``.
+a network. SAM's relative-position term is folded into the queries and keys, so no (N, N) bias that needs a gradient
+is built and the fused kernels (which refuse one on the CPU) run; TinyViT's fixed window biases go in as ``attn_mask``.
 """
 
 from __future__ import annotations
@@ -58,33 +59,56 @@ def rel_pos_lookup(table: torch.Tensor, size: int) -> torch.Tensor:
     return table[index[:, None] - index[None, :] + size - 1]
 
 
-def decomposed_rel_pos_bias(
-    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, grid: tuple[int, int]
-) -> torch.Tensor:
-    """SAM's decomposed relative-position term (MViTv2) as an additive attention bias.
+def fold_decomposed_rel_pos(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    grid: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SAM's decomposed relative-position term (MViTv2) folded into the queries and keys, so that plain attention
+    without a mask computes it and no (h * w) x (h * w) bias is ever materialised.
+
+    The term is bias[(i, j), (k, l)] = q_ij . Rh[i - k] + q_ij . Rw[j - l]: for each query a vector of h + w values
+    (its dot products with every row offset and every column offset), selected by the key's row k and column l. So
+    the queries gain those h + w values and the keys gain the one-hot codes of their row and column; the queries are
+    pre-scaled, and attention must then run with ``scale=1``. All three are zero-padded to one width, a multiple of
+    8, since fused kernels need equal widths; the output's first ``D`` channels are the attention result.
 
     Args:
-        q: queries (B, heads, h * w, D), before scaling.
+        q, k, v: (B, heads, h * w, D).
         rel_pos_h, rel_pos_w: the tables of the height and width axes, (L, D).
         grid: (h, w).
 
     Returns:
-        (B, heads, h * w, h * w) bias: bias[.., (i, j), (k, l)] = q_ij . Rh[i - k] + q_ij . Rw[j - l].
+        (q', k', v'), each (B, heads, h * w, D'), with D' >= D + h + w.
     """
     h, w = grid
-    b, heads, _, d = q.shape
+    b, heads, tokens, d = q.shape
     r_q = q.reshape(b, heads, h, w, d)
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rel_pos_lookup(rel_pos_h, h).to(q.dtype))
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rel_pos_lookup(rel_pos_w, w).to(q.dtype))
-    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, h * w, h * w)
+    width = -(-(d + h + w) // 8) * 8
+    rows = torch.eye(h, dtype=q.dtype, device=q.device)[:, None].expand(h, w, h)
+    cols = torch.eye(w, dtype=q.dtype, device=q.device)[None].expand(h, w, w)
+    codes = F.pad(torch.cat([rows, cols], dim=-1).reshape(tokens, h + w), (0, width - d - h - w))
+    rel = torch.cat([rel_h, rel_w], dim=-1).reshape(b, heads, tokens, h + w)
+    q = F.pad(torch.cat([q * d**-0.5, rel], dim=-1), (0, width - d - h - w))
+    k = torch.cat([k, codes.expand(b, heads, tokens, -1)], dim=-1)
+    return q, k, F.pad(v, (0, width - d))
 
 
 def sam_attention(attn: SamAttention, x: torch.Tensor) -> torch.Tensor:
     """SAM image-encoder attention on a token grid, from ``attn``'s weights: (B, H, W, C) -> (B, H, W, C)."""
     b, h, w, c = x.shape
     q, k, v = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    bias = decomposed_rel_pos_bias(q, attn.rel_pos_h, attn.rel_pos_w, (h, w)) if attn.use_rel_pos else None
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    if attn.use_rel_pos:
+        d = q.shape[-1]
+        q, k, v = fold_decomposed_rel_pos(q, k, v, attn.rel_pos_h, attn.rel_pos_w, (h, w))
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :d]
+    else:
+        out = F.scaled_dot_product_attention(q, k, v)
     return attn.proj(_merge_heads(out).reshape(b, h, w, c))
 
 
@@ -99,7 +123,7 @@ def tinyvit_window_attention(attn: nn.Module, x: torch.Tensor, window: int) -> t
     n, tokens, _ = windows.shape
     qkv = attn.qkv(attn.norm(windows)).view(n, tokens, attn.num_heads, -1)
     q, k, v = (t.transpose(1, 2) for t in qkv.split([attn.key_dim, attn.key_dim, attn.d], dim=3))
-    bias = attn.attention_biases[:, attn.attention_bias_idxs].to(q.dtype)
+    bias = attn.attention_biases[None, :, attn.attention_bias_idxs].to(q.dtype)  # 4D: fused kernels accept it
     out = attn.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=bias)))
     out = out.view(b, nh, nw, window, window, c).transpose(2, 3).reshape(b, nh * window, nw * window, c)
     return out[:, :h, :w]
@@ -163,13 +187,13 @@ class TemporalAttention(nn.Module):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """x: (B * T, H, W, C), frames of a clip consecutive -> the branch output, same shape (add it to x)."""
         bt, h, w, c = x.shape
-        b = bt // frames
-        y = self.norm(x).reshape(b, frames, h * w, c).transpose(1, 2)
-        y = y + sinusoidal_encoding(frames, c, x.device, y.dtype)
-        q, k, v = self.qkv(y).reshape(b * h * w, frames, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        out = _merge_heads(F.scaled_dot_product_attention(q, k, v))
-        out = out.reshape(b, h * w, frames, c).transpose(1, 2).reshape(bt, h, w, c)
-        return self.proj(out)
+        b, heads = bt // frames, self.num_heads
+        y = self.norm(x).reshape(b, frames, h * w, c) + sinusoidal_encoding(frames, c, x.device, x.dtype)[:, None]
+        # The projections work per token in the frame-major layout; one copy moves q, k, v to (B h w, heads, T, D).
+        qkv = self.qkv(y).reshape(b, frames, h * w, 3, heads, -1).permute(3, 0, 2, 4, 1, 5)
+        q, k, v = qkv.reshape(3, b * h * w, heads, frames, -1).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v).reshape(b, h * w, heads, frames, -1)
+        return self.proj(out.permute(0, 3, 1, 2, 4).reshape(bt, h, w, c))
 
 
 class SkipCrossAttention(nn.Module):
