@@ -10,6 +10,10 @@
   scripts, otherwise traced at the declared input shape (segment-anything's ViT blocks do not script), and checked
   against the eager network on the same input. A bundle whose network cannot be exported says why in its
   metadata's ``torchscript_export`` ("not supported: ..."), and the check reports that instead.
+- A bundle whose network exists only after training (nnU-Net's, defined by the plans made for a dataset) says why in
+  its metadata's ``network_from_training``; until ``models/model.pt`` exists only its metadata is checked, and the
+  other checks report "needs a trained bundle: <why>" (its training workflow plans a dataset before it has
+  properties to check, and its inference workflow needs the trained model).
 
 The checks need the bundle's data: they use the synthetic demo data its ``train.json`` writes when no dataset is
 given, in a temporary folder, so the bundle folder is left as it was.
@@ -162,6 +166,10 @@ def verify_bundle(bundle: str | Path, n: int = 8, frames: int = 15, bundles_root
     report: dict[str, Any] = {}
     check_metadata(src / "configs" / "metadata.json")
     report["metadata"] = "valid"
+    untrained = inference_parser(src).get("_meta_#network_from_training", "")
+    if untrained and not (src / "models" / "model.pt").is_file():
+        needs = f"needs a trained bundle: {untrained}"
+        return report | dict.fromkeys(("train_properties", "inference_properties", "net_in_out", "torchscript"), needs)
     with tempfile.TemporaryDirectory() as tmp:
         work = {"output_dir": tmp, "ckpt_dir": f"{tmp}/models"}
         train = check_properties(src, "train", "train", **work)
