@@ -102,8 +102,11 @@ def _write_model(bundle: Path) -> None:
     torch.manual_seed(0)
     network = parser.get_parsed_content("network_def")
     with torch.no_grad():
-        bias = network.head.bias if bundle.name == "cmr2dt_sam" else network.classifier.fc.bias
-        bias.fill_(20.0)
+        if bundle.name == "cmr2dt_sam":
+            network.head.bias.fill_(20.0)
+        else:  # the liver logit is the classifier's last row, with one presence logit or two class logits
+            network.classifier.fc.bias.zero_()
+            network.classifier.fc.bias[-1] = 20.0
     (bundle / "models").mkdir(exist_ok=True)
     torch.save(network.state_dict(), bundle / "models" / "model.pt")
 
