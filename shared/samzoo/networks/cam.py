@@ -73,7 +73,7 @@ def cam_box_prompts(
     the batch, which has to be read on the host: one synchronisation with the device.
 
     ``tensor_labelling`` chooses how regions are found: True with tensor operations on the maps' device
-    (:func:`samzoo.components.label_components`; no host round trip when K is fixed), False with scipy on the
+    (:func:`samzoo.networks.components.label_components`; no host round trip when K is fixed), False with scipy on the
     host, one map at a time. None takes scipy for maps on the CPU, where it is the faster, and tensor operations on
     any other device.
     """
