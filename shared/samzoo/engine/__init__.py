@@ -1,9 +1,17 @@
 """Engine hooks and handlers used by the bundles' MONAI workflows."""
 
 from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
-from .checkpoints import AtomicDiskSaver, CheckpointSaver, ResumeFromLatestCheckpoint, latest_checkpoint
+from .checkpoints import (
+    AtomicDiskSaver,
+    CheckpointSaver,
+    ResumeFromLatestCheckpoint,
+    ensure_writable,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from .cine_inference import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer, expand_cine_inputs
 from .progress import TrainingProgress
+from .random_states import RandomStates
 from .report import (
     ClinicalReport,
     CollectedPredictions,
@@ -26,11 +34,14 @@ __all__ = [
     "PhaseGroupInferer",
     "PredictionFiles",
     "PredictionSource",
+    "RandomStates",
     "ResumeFromLatestCheckpoint",
     "TrainingLog",
     "TrainingProgress",
     "ViewPromptInferer",
     "expand_cine_inputs",
+    "ensure_writable",
     "latest_checkpoint",
+    "load_checkpoint",
     "recalibrate_batch_norm",
 ]
