@@ -3,6 +3,7 @@
 from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
 from .checkpoints import (
     AtomicDiskSaver,
+    CheckpointLoader,
     CheckpointSaver,
     ResumeFromLatestCheckpoint,
     ensure_writable,
@@ -25,6 +26,7 @@ from .training_log import TrainingLog
 __all__ = [
     "AtomicDiskSaver",
     "BatchNormRecalibration",
+    "CheckpointLoader",
     "CheckpointSaver",
     "CineMaskAssembler",
     "ClinicalReport",

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader as MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver as MonaiCheckpointSaver
 
 from ..atomic import atomic_path
@@ -253,3 +254,42 @@ class ResumeFromLatestCheckpoint:
             )
         engine.state.max_epochs = max_epochs
         logger.info("resumed from %s at epoch %d", self._path, engine.state.epoch)
+
+
+class CheckpointLoader(MonaiCheckpointLoader):
+    """MONAI's ``CheckpointLoader`` that checks, when attached (before any data is read), that the file can be read
+    and fits every network it loads. A missing or damaged file, or one trained with other settings (another
+    ``--unet_channels`` or ``--backbone``), is a :class:`DataError` naming the file and a summary of the mismatch,
+    instead of torch's message without the path or its dump of every key."""
+
+    def attach(self, engine: Engine) -> None:
+        checkpoint = load_checkpoint(self.load_path)
+        key = next(iter(self.load_dict))
+        if len(self.load_dict) == 1 and key not in checkpoint:
+            checkpoint = {key: checkpoint}
+        for name, obj in self.load_dict.items():
+            if isinstance(obj, torch.nn.Module) and self.strict:
+                _check_fits(self.load_path, name, obj, checkpoint.get(name))
+        super().attach(engine)
+
+
+def _check_fits(path: str | Path, name: str, module: torch.nn.Module, state: Any) -> None:
+    """Raise :class:`DataError` when ``state`` cannot be loaded strictly into ``module``, saying how it differs."""
+    if not isinstance(state, Mapping):
+        raise DataError(path, f"holds no {name!r} state dict")
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [
+        f"{k} {tuple(state[k].shape)} -> {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
+    if missing or unexpected or reshaped:
+        example = (reshaped or missing or unexpected)[0]
+        raise DataError(
+            path,
+            f"does not fit the {name} built from these settings: {len(missing)} tensors missing, {len(unexpected)} "
+            f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Pass the settings it was trained with "
+            "(such as --backbone, --unet_channels, --roi_size)",
+        )
