@@ -53,12 +53,12 @@ def chain(error: BaseException) -> list[BaseException]:
 
 
 def cause_line(error: BaseException) -> str:
-    """The line that names why a command failed: the first :class:`DataError` behind ``error``, else the innermost
-    exception (the one MONAI's "Failed to evaluate/instantiate" wrappers hide)."""
+    """The one line that names why a command failed: the first :class:`DataError` behind ``error``, else the
+    innermost exception (the one MONAI's "Failed to evaluate/instantiate" wrappers hide); line breaks become spaces."""
     errors = chain(error)
     data_error = next((e for e in errors if isinstance(e, DataError)), None)
     if data_error is not None:
-        return f"error: {data_error}"
+        return "error: " + " ".join(str(data_error).split())
     root = errors[-1]
     message = " ".join(str(root).split())
     return f"error: {type(root).__name__}: {message}" if message else f"error: {type(root).__name__}"

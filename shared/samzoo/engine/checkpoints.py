@@ -61,7 +61,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for a damaged file
-        raise DataError(path, f"is not a readable checkpoint (damaged, truncated or another format): {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(path, f"is not a readable checkpoint (damaged, truncated or another format): {first}") from err
     if not isinstance(checkpoint, dict):
         raise DataError(path, f"holds a {type(checkpoint).__name__}, not a checkpoint dictionary")
     return checkpoint
@@ -134,6 +135,7 @@ class CheckpointSaver(MonaiCheckpointSaver):
     def __init__(
         self, save_dir: str, save_dict: dict, run_record: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> None:
+        ensure_writable(save_dir, "checkpoints")
         if run_record is not None:
             save_dict = {**save_dict, RUN_RECORD: _RunRecord(run_record)}
         super().__init__(save_dir, save_dict, **kwargs)
