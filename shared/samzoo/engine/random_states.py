@@ -13,26 +13,35 @@ The states are stored as tensors and plain numbers, so the checkpoint stays load
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import Randomizable
+from monai.transforms import Randomizable, Transform
 
 __all__ = ["RandomStates", "random_transforms"]
 
 
-def random_transforms(obj: Any) -> Iterator[Randomizable]:
-    """The random transforms inside ``obj`` (a dataset, a ``Compose`` or a transform), in their fixed order."""
-    if isinstance(obj, Randomizable):
-        yield obj
-    inner = getattr(obj, "transforms", None) or getattr(obj, "transform", None)
-    if isinstance(inner, Sequence):
-        for transform in inner:
-            yield from random_transforms(transform)
-    elif inner is not None and inner is not obj:
-        yield from random_transforms(inner)
+def random_transforms(obj: Any) -> list[Randomizable]:
+    """The random transforms inside ``obj`` (a dataset, a ``Compose`` or a transform), in a fixed order, including
+    those held inside other transforms (``RandAffined`` draws through its own ``RandAffine``)."""
+    found: dict[int, Randomizable] = {}
+
+    def visit(item: Any) -> None:
+        if isinstance(item, list | tuple):
+            for element in item:
+                visit(element)
+            return
+        if not isinstance(item, Transform) or id(item) in found:
+            return
+        if isinstance(item, Randomizable):
+            found[id(item)] = item
+        for value in vars(item).values():
+            visit(value)
+
+    visit(getattr(obj, "transform", obj))
+    return list(found.values())
 
 
 def _numpy_state(generator: np.random.RandomState) -> dict[str, Any]:
