@@ -90,7 +90,16 @@ class Workspace:
 
 
 def train(*args: str) -> list[str]:
-    return ["monai.bundle", "run", "--config_file", str(CMR / "train.json"), "--bundle_root", str(CMR.parent), *TINY, *args]
+    return [
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(CMR / "train.json"),
+        "--bundle_root",
+        str(CMR.parent),
+        *TINY,
+        *args,
+    ]
 
 
 def _nifti(path: Path, array: np.ndarray) -> Path:
@@ -104,8 +113,18 @@ def ws(tmp_path_factory) -> Workspace:
     datalist = write_demo("cine", root / "demo", cases=6, seed=3)
     w = Workspace(root, root / "demo" / "raw", datalist.parent, root / "models", root / "out")
     status, lines = run_command(
-        train("--dataset_dir", str(w.prepared), "--ckpt_dir", str(w.models), "--output_dir", str(root / "runs"),
-              "--max_epochs", "1", "--val_interval", "1")
+        train(
+            "--dataset_dir",
+            str(w.prepared),
+            "--ckpt_dir",
+            str(w.models),
+            "--output_dir",
+            str(root / "runs"),
+            "--max_epochs",
+            "1",
+            "--val_interval",
+            "1",
+        )
     )
     assert status == 0, "\n".join(lines[-20:])
     return w
@@ -172,7 +191,14 @@ def _set(key: str, value: object, split: str = "training") -> Callable[[dict], N
 
 def _evaluate(datalist: Callable[[Workspace], Path | str], pred: Callable[[Workspace], Path | str], *args: str):
     return lambda ws: [
-        "samzoo", "evaluate", "--pred", str(pred(ws)), "--datalist", str(datalist(ws)), "--out", str(ws.out / "e"),
+        "samzoo",
+        "evaluate",
+        "--pred",
+        str(pred(ws)),
+        "--datalist",
+        str(datalist(ws)),
+        "--out",
+        str(ws.out / "e"),
         *args,
     ]
 
@@ -187,7 +213,9 @@ def _predictions(ws: Workspace, make: Callable[[np.ndarray], np.ndarray] | None 
     for item in items:
         label = nib.load(str(ws.prepared / item["label"]))
         data = np.asarray(label.dataobj).astype(np.float32)
-        nib.save(nib.Nifti1Image(data if make is None else make(data), label.affine), str(folder / Path(item["label"]).name))
+        nib.save(
+            nib.Nifti1Image(data if make is None else make(data), label.affine), str(folder / Path(item["label"]).name)
+        )
     return folder
 
 
@@ -223,15 +251,29 @@ def _bundle(configs: list[str], *args: str) -> list[str]:
 
 def _evaluation(ckpt: Callable[[Workspace], Path], *args: str):
     return lambda ws: _bundle(
-        ["train.json", "evaluate.json"], "--dataset_dir", str(ws.prepared), "--ckpt_dir", str(ckpt(ws)),
-        "--output_dir", str(ws.out / "run"), *args,
+        ["train.json", "evaluate.json"],
+        "--dataset_dir",
+        str(ws.prepared),
+        "--ckpt_dir",
+        str(ckpt(ws)),
+        "--output_dir",
+        str(ws.out / "run"),
+        *args,
     )
 
 
-def _inference(inputs: Callable[[Workspace], list[str]], ckpt: Callable[[Workspace], Path] = lambda ws: ws.models, *args: str):
+def _inference(
+    inputs: Callable[[Workspace], list[str]], ckpt: Callable[[Workspace], Path] = lambda ws: ws.models, *args: str
+):
     return lambda ws: _bundle(
-        ["inference.json"], "--ckpt_dir", str(ckpt(ws)), "--output_dir", str(ws.out / "inference"),
-        "--input_files", json.dumps([str(i) for i in inputs(ws)]), *args,
+        ["inference.json"],
+        "--ckpt_dir",
+        str(ckpt(ws)),
+        "--output_dir",
+        str(ws.out / "inference"),
+        "--input_files",
+        json.dumps([str(i) for i in inputs(ws)]),
+        *args,
     )
 
 
@@ -240,8 +282,18 @@ def _training(dataset: Callable[[Workspace], Path | str] = lambda ws: ws.prepare
         ckpt_dir = ws.out / "models" if ckpt is None else ckpt(ws)
         datalist = Path(dataset(ws))
         extra = ["--datalist", str(datalist)] if datalist.suffix == ".json" else ["--dataset_dir", str(datalist)]
-        return train(*extra, "--ckpt_dir", str(ckpt_dir), "--output_dir", str(ws.out / "run"), "--max_epochs", "2",
-                     "--val_interval", "1", *args)
+        return train(
+            *extra,
+            "--ckpt_dir",
+            str(ckpt_dir),
+            "--output_dir",
+            str(ws.out / "run"),
+            "--max_epochs",
+            "2",
+            "--val_interval",
+            "1",
+            *args,
+        )
 
     return command
 
@@ -252,86 +304,443 @@ def _stack(ws: Workspace) -> Path:
 
 CASES: dict[str, Case] = {
     # samzoo prepare
-    "prepare/missing source": (_prepare(lambda ws: ws.root / "nowhere"), "missing file", "nowhere: source dataset folder not found"),
-    "prepare/empty source": (_prepare(lambda ws: ws.file("x", b"") and ws.root / "files"), "wrong content", "no acdc cases found|no ACDC patient folders"),
-    "prepare/unknown dataset": (lambda ws: ["samzoo", "prepare", "acdcx", "--src", str(ws.raw), "--dst", str(ws.out)], "bad setting", "unknown dataset 'acdcx'"),
+    "prepare/missing source": (
+        _prepare(lambda ws: ws.root / "nowhere"),
+        "missing file",
+        "nowhere: source dataset folder not found",
+    ),
+    "prepare/empty source": (
+        _prepare(lambda ws: ws.file("x", b"") and ws.root / "files"),
+        "wrong content",
+        "no acdc cases found|no ACDC patient folders",
+    ),
+    "prepare/unknown dataset": (
+        lambda ws: ["samzoo", "prepare", "acdcx", "--src", str(ws.raw), "--dst", str(ws.out)],
+        "bad setting",
+        "unknown dataset 'acdcx'",
+    ),
     "prepare/no Info.cfg": (_prepare(_without_info), "missing file", r"Info.cfg: file not found"),
-    "prepare/Info.cfg without ES": (_prepare(lambda ws: _info(ws, "ED: 1\nGroup: NOR\n")), "wrong content", r"Info.cfg: has no valid ES frame"),
-    "prepare/ED equals ES": (_prepare(lambda ws: _info(ws, "ED: 1\nES: 1\n")), "silently wrong", r"Info.cfg: ED and ES are the same frame"),
-    "prepare/ES beyond the cine": (_prepare(lambda ws: _info(ws, "ED: 1\nES: 99\n")), "wrong content", r"es_frame 98 lies outside|ES.*99|outside"),
-    "prepare/3D cine": (_prepare(lambda ws: _replace_cine(ws, np.zeros((8, 8, 4), np.float32))), "wrong shape", r"patient001_4d.nii.gz: is 3D"),
-    "prepare/cine not NIfTI": (_prepare(lambda ws: (ws.copy_patient() / "patient001_4d.nii.gz").write_bytes(b"noise" * 50) and ws.root / "broken"), "unreadable file", r"patient001_4d.nii.gz"),
+    "prepare/Info.cfg without ES": (
+        _prepare(lambda ws: _info(ws, "ED: 1\nGroup: NOR\n")),
+        "wrong content",
+        r"Info.cfg: has no valid ES frame",
+    ),
+    "prepare/ED equals ES": (
+        _prepare(lambda ws: _info(ws, "ED: 1\nES: 1\n")),
+        "silently wrong",
+        r"Info.cfg: ED and ES are the same frame",
+    ),
+    "prepare/ES beyond the cine": (
+        _prepare(lambda ws: _info(ws, "ED: 1\nES: 99\n")),
+        "wrong content",
+        r"es_frame 98 lies outside|ES.*99|outside",
+    ),
+    "prepare/3D cine": (
+        _prepare(lambda ws: _replace_cine(ws, np.zeros((8, 8, 4), np.float32))),
+        "wrong shape",
+        r"patient001_4d.nii.gz: is 3D",
+    ),
+    "prepare/cine not NIfTI": (
+        _prepare(
+            lambda ws: (ws.copy_patient() / "patient001_4d.nii.gz").write_bytes(b"noise" * 50) and ws.root / "broken"
+        ),
+        "unreadable file",
+        r"patient001_4d.nii.gz",
+    ),
     "prepare/label value 7": (_prepare(lambda ws: _bad_label(ws, 7)), "wrong labels", r"_gt.nii.gz.*7"),
-    "prepare/label frame out of range": (_prepare(lambda ws: shutil.copy(next((ws.copy_patient()).glob("*frame*_gt.nii.gz")), ws.root / "broken" / "patient001" / "patient001_frame99_gt.nii.gz") and ws.root / "broken"), "wrong content", r"frame99_gt.nii.gz: frame number 99 lies outside"),
-    "prepare/meta.json not JSON": (_prepare(lambda ws: (ws.copy_patient() / "patient001_meta.json").write_text("{") and ws.root / "broken"), "unreadable file", r"patient001_meta.json: is not valid JSON"),
-    "prepare/unknown test case": (_prepare(lambda ws: ws.raw, "--test_cases", "patient999"), "bad setting", r"test case 'patient999' is not among"),
-    "prepare/test case twice": (_prepare(lambda ws: ws.raw, "--test_cases", "patient001,patient001"), "silently wrong", r"named more than once"),
-    "prepare/test and validation overlap": (_prepare(lambda ws: ws.raw, "--test_cases", "patient001", "--val_cases", "patient001"), "bad setting", r"both test and validation"),
-    "prepare/val_fraction 1.5": (_prepare(lambda ws: ws.raw, "--val_fraction", "1.5"), "bad setting", r"val_fraction must lie in"),
-    "prepare/fractions leave no training": (_prepare(lambda ws: ws.raw, "--val_fraction", "0.5", "--test_fraction", "0.5"), "bad setting", r"val_fraction \+ test_fraction"),
-    "prepare/destination inside source": (lambda ws: ["samzoo", "prepare", "acdc", "--src", str(ws.raw), "--dst", str(ws.raw / "out")], "bad output path", r"destination lies inside the source"),
+    "prepare/label frame out of range": (
+        _prepare(
+            lambda ws: (
+                shutil.copy(
+                    next((ws.copy_patient()).glob("*frame*_gt.nii.gz")),
+                    ws.root / "broken" / "patient001" / "patient001_frame99_gt.nii.gz",
+                )
+                and ws.root / "broken"
+            )
+        ),
+        "wrong content",
+        r"frame99_gt.nii.gz: frame number 99 lies outside",
+    ),
+    "prepare/meta.json not JSON": (
+        _prepare(lambda ws: (ws.copy_patient() / "patient001_meta.json").write_text("{") and ws.root / "broken"),
+        "unreadable file",
+        r"patient001_meta.json: is not valid JSON",
+    ),
+    "prepare/unknown test case": (
+        _prepare(lambda ws: ws.raw, "--test_cases", "patient999"),
+        "bad setting",
+        r"test case 'patient999' is not among",
+    ),
+    "prepare/test case twice": (
+        _prepare(lambda ws: ws.raw, "--test_cases", "patient001,patient001"),
+        "silently wrong",
+        r"named more than once",
+    ),
+    "prepare/test and validation overlap": (
+        _prepare(lambda ws: ws.raw, "--test_cases", "patient001", "--val_cases", "patient001"),
+        "bad setting",
+        r"both test and validation",
+    ),
+    "prepare/val_fraction 1.5": (
+        _prepare(lambda ws: ws.raw, "--val_fraction", "1.5"),
+        "bad setting",
+        r"val_fraction must lie in",
+    ),
+    "prepare/fractions leave no training": (
+        _prepare(lambda ws: ws.raw, "--val_fraction", "0.5", "--test_fraction", "0.5"),
+        "bad setting",
+        r"val_fraction \+ test_fraction",
+    ),
+    "prepare/destination inside source": (
+        lambda ws: ["samzoo", "prepare", "acdc", "--src", str(ws.raw), "--dst", str(ws.raw / "out")],
+        "bad output path",
+        r"destination lies inside the source",
+    ),
     "prepare/unknown option": (_prepare(lambda ws: ws.raw, "--liver_label", "2"), "bad setting", r"liver_label"),
     # samzoo demo
-    "demo/unknown kind": (lambda ws: ["samzoo", "demo", "mri", "--dst", str(ws.out)], "bad setting", r"unknown demo kind 'mri'"),
-    "demo/zero cases": (lambda ws: ["samzoo", "demo", "cine", "--dst", str(ws.out), "--cases", "0"], "bad setting", r"cases must be at least 1"),
+    "demo/unknown kind": (
+        lambda ws: ["samzoo", "demo", "mri", "--dst", str(ws.out)],
+        "bad setting",
+        r"unknown demo kind 'mri'",
+    ),
+    "demo/zero cases": (
+        lambda ws: ["samzoo", "demo", "cine", "--dst", str(ws.out), "--cases", "0"],
+        "bad setting",
+        r"cases must be at least 1",
+    ),
     # samzoo evaluate
-    "evaluate/missing datalist": (_evaluate(lambda ws: ws.root / "none.json", _predictions), "missing file", r"none.json: datalist not found"),
-    "evaluate/datalist not JSON": (_evaluate(lambda ws: ws.file("bad.json", b"{oops"), _predictions), "unreadable file", r"bad.json: is not valid JSON"),
-    "evaluate/datalist a list": (_evaluate(lambda ws: ws.file("list.json", b"[1, 2]"), _predictions), "wrong content", r"list.json: is not a datalist"),
-    "evaluate/unknown split": (_evaluate(lambda ws: ws.prepared / "datalist.json", _predictions, "--split", "tests"), "bad setting", r"has no split 'tests'"),
-    "evaluate/item without label": (_evaluate(_datalist_edit(_drop("label", "validation")), _predictions, "--split", "validation"), "wrong content", r"validation item 0 .* has no 'label' field"),
-    "evaluate/item without image": (_evaluate(_datalist_edit(_drop("image", "validation")), _predictions, "--split", "validation"), "wrong content", r"validation item 0 has no 'image' field"),
-    "evaluate/spacing not numeric": (_evaluate(_datalist_edit(_set("spacing", ["a", 1, 1], "validation")), _predictions, "--split", "validation"), "wrong content", r"has spacing \['a', 1, 1\]"),
-    "evaluate/missing prediction folder": (_evaluate(lambda ws: ws.prepared / "datalist.json", lambda ws: ws.root / "nopred", "--split", "validation"), "missing file", r"nopred"),
-    "evaluate/empty prediction folder": (_evaluate(lambda ws: ws.prepared / "datalist.json", lambda ws: (ws.root / "emptypred").mkdir(exist_ok=True) or ws.root / "emptypred", "--split", "validation"), "missing file", r"emptypred|no prediction|not found"),
-    "evaluate/prediction with NaN": (_evaluate(lambda ws: ws.prepared / "datalist.json", lambda ws: _predictions(ws, lambda a: a * np.nan), "--split", "validation"), "NaN", r"NaN|not finite"),
-    "evaluate/prediction of another shape": (_evaluate(lambda ws: ws.prepared / "datalist.json", lambda ws: _predictions(ws, lambda a: a[:-2]), "--split", "validation"), "wrong shape", r"shape"),
-    "evaluate/prediction value 9": (_evaluate(lambda ws: ws.prepared / "datalist.json", lambda ws: _predictions(ws, lambda a: a + 9 * (a == 0)), "--split", "validation"), "wrong labels", r"9"),
+    "evaluate/missing datalist": (
+        _evaluate(lambda ws: ws.root / "none.json", _predictions),
+        "missing file",
+        r"none.json: datalist not found",
+    ),
+    "evaluate/datalist not JSON": (
+        _evaluate(lambda ws: ws.file("bad.json", b"{oops"), _predictions),
+        "unreadable file",
+        r"bad.json: is not valid JSON",
+    ),
+    "evaluate/datalist a list": (
+        _evaluate(lambda ws: ws.file("list.json", b"[1, 2]"), _predictions),
+        "wrong content",
+        r"list.json: is not a datalist",
+    ),
+    "evaluate/unknown split": (
+        _evaluate(lambda ws: ws.prepared / "datalist.json", _predictions, "--split", "tests"),
+        "bad setting",
+        r"has no split 'tests'",
+    ),
+    "evaluate/item without label": (
+        _evaluate(_datalist_edit(_drop("label", "validation")), _predictions, "--split", "validation"),
+        "wrong content",
+        r"validation item 0 .* has no 'label' field",
+    ),
+    "evaluate/item without image": (
+        _evaluate(_datalist_edit(_drop("image", "validation")), _predictions, "--split", "validation"),
+        "wrong content",
+        r"validation item 0 has no 'image' field",
+    ),
+    "evaluate/spacing not numeric": (
+        _evaluate(_datalist_edit(_set("spacing", ["a", 1, 1], "validation")), _predictions, "--split", "validation"),
+        "wrong content",
+        r"has spacing \['a', 1, 1\]",
+    ),
+    "evaluate/missing prediction folder": (
+        _evaluate(lambda ws: ws.prepared / "datalist.json", lambda ws: ws.root / "nopred", "--split", "validation"),
+        "missing file",
+        r"nopred",
+    ),
+    "evaluate/empty prediction folder": (
+        _evaluate(
+            lambda ws: ws.prepared / "datalist.json",
+            lambda ws: (ws.root / "emptypred").mkdir(exist_ok=True) or ws.root / "emptypred",
+            "--split",
+            "validation",
+        ),
+        "missing file",
+        r"emptypred|no prediction|not found",
+    ),
+    "evaluate/prediction with NaN": (
+        _evaluate(
+            lambda ws: ws.prepared / "datalist.json",
+            lambda ws: _predictions(ws, lambda a: a * np.nan),
+            "--split",
+            "validation",
+        ),
+        "NaN",
+        r"NaN|not finite",
+    ),
+    "evaluate/prediction of another shape": (
+        _evaluate(
+            lambda ws: ws.prepared / "datalist.json",
+            lambda ws: _predictions(ws, lambda a: a[:-2]),
+            "--split",
+            "validation",
+        ),
+        "wrong shape",
+        r"shape",
+    ),
+    "evaluate/prediction value 9": (
+        _evaluate(
+            lambda ws: ws.prepared / "datalist.json",
+            lambda ws: _predictions(ws, lambda a: a + 9 * (a == 0)),
+            "--split",
+            "validation",
+        ),
+        "wrong labels",
+        r"9",
+    ),
     # samzoo clinical
-    "clinical/missing datalist": (lambda ws: ["samzoo", "clinical", "--pred", str(ws.root), "--datalist", str(ws.root / "none.json"), "--out", str(ws.out / "c")], "missing file", r"none.json: datalist not found"),
-    "clinical/unknown split": (lambda ws: ["samzoo", "clinical", "--pred", str(ws.root), "--datalist", str(ws.prepared / "datalist.json"), "--out", str(ws.out / "c"), "--split", "x"], "bad setting", r"has no split 'x'"),
+    "clinical/missing datalist": (
+        lambda ws: [
+            "samzoo",
+            "clinical",
+            "--pred",
+            str(ws.root),
+            "--datalist",
+            str(ws.root / "none.json"),
+            "--out",
+            str(ws.out / "c"),
+        ],
+        "missing file",
+        r"none.json: datalist not found",
+    ),
+    "clinical/unknown split": (
+        lambda ws: [
+            "samzoo",
+            "clinical",
+            "--pred",
+            str(ws.root),
+            "--datalist",
+            str(ws.prepared / "datalist.json"),
+            "--out",
+            str(ws.out / "c"),
+            "--split",
+            "x",
+        ],
+        "bad setting",
+        r"has no split 'x'",
+    ),
     # samzoo compact
-    "compact/frames 1000": (lambda ws: ["samzoo", "compact", "--datalist", str(ws.prepared / "datalist.json"), "--dst", str(ws.out / "c"), "--frames", "1000"], "silently wrong", r"--frames 1000 exceeds the longest cine"),
-    "compact/frames 1": (lambda ws: ["samzoo", "compact", "--datalist", str(ws.prepared / "datalist.json"), "--dst", str(ws.out / "c"), "--frames", "1"], "bad setting", r"frames must be 'all', 'labelled' or a number"),
-    "compact/frames word": (lambda ws: ["samzoo", "compact", "--datalist", str(ws.prepared / "datalist.json"), "--dst", str(ws.out / "c"), "--frames", "some"], "bad setting", r"frames must be 'all', 'labelled' or a number"),
-    "compact/missing datalist": (lambda ws: ["samzoo", "compact", "--datalist", str(ws.root / "none.json"), "--dst", str(ws.out / "c")], "missing file", r"none.json: datalist not found"),
-    "compact/destination holds a datalist": (lambda ws: ["samzoo", "compact", "--datalist", str(ws.prepared / "datalist.json"), "--dst", str(ws.prepared)], "bad output path", r"datalist.json: already exists"),
+    "compact/frames 1000": (
+        lambda ws: [
+            "samzoo",
+            "compact",
+            "--datalist",
+            str(ws.prepared / "datalist.json"),
+            "--dst",
+            str(ws.out / "c"),
+            "--frames",
+            "1000",
+        ],
+        "silently wrong",
+        r"--frames 1000 exceeds the longest cine",
+    ),
+    "compact/frames 1": (
+        lambda ws: [
+            "samzoo",
+            "compact",
+            "--datalist",
+            str(ws.prepared / "datalist.json"),
+            "--dst",
+            str(ws.out / "c"),
+            "--frames",
+            "1",
+        ],
+        "bad setting",
+        r"frames must be 'all', 'labelled' or a number",
+    ),
+    "compact/frames word": (
+        lambda ws: [
+            "samzoo",
+            "compact",
+            "--datalist",
+            str(ws.prepared / "datalist.json"),
+            "--dst",
+            str(ws.out / "c"),
+            "--frames",
+            "some",
+        ],
+        "bad setting",
+        r"frames must be 'all', 'labelled' or a number",
+    ),
+    "compact/missing datalist": (
+        lambda ws: ["samzoo", "compact", "--datalist", str(ws.root / "none.json"), "--dst", str(ws.out / "c")],
+        "missing file",
+        r"none.json: datalist not found",
+    ),
+    "compact/destination holds a datalist": (
+        lambda ws: ["samzoo", "compact", "--datalist", str(ws.prepared / "datalist.json"), "--dst", str(ws.prepared)],
+        "bad output path",
+        r"datalist.json: already exists",
+    ),
     # samzoo package / verify
-    "package/unknown bundle": (lambda ws: ["samzoo", "package", "no_such_bundle", "--out", str(ws.out / "p")], "missing file", r"no_such_bundle"),
-    "package/no trained model": (lambda ws: ["samzoo", "package", str(ws.copy_patient("patient002")), "--out", str(ws.out / "p")], "wrong content", r"patient002: not a bundle folder"),
+    "package/unknown bundle": (
+        lambda ws: ["samzoo", "package", "no_such_bundle", "--out", str(ws.out / "p")],
+        "missing file",
+        r"no_such_bundle",
+    ),
+    "package/no trained model": (
+        lambda ws: ["samzoo", "package", str(ws.copy_patient("patient002")), "--out", str(ws.out / "p")],
+        "wrong content",
+        r"patient002: not a bundle folder",
+    ),
     "verify/unknown bundle": (lambda ws: ["samzoo", "verify", "no_such_bundle"], "missing file", r"no_such_bundle"),
     # bundle train
-    "train/missing dataset": (_training(lambda ws: ws.root / "nowhere"), "missing file", r"nowhere: no prepared datalist here"),
-    "train/missing datalist file": (_training(lambda ws: ws.root / "none.json"), "missing file", r"none.json: datalist not found"),
-    "train/item without label": (_training(_datalist_edit(_drop("label"))), "wrong content", r"training item 0 .* has no 'label' field"),
-    "train/empty training split": (_training(_datalist_edit(lambda d: d.update(training=[]))), "wrong content", r"split 'training' is empty"),
-    "train/image listed but missing": (_training(_datalist_edit(_set("image", "images/absent.nii.gz"))), "missing file", r"absent.nii.gz"),
-    "train/spacing not numeric": (_training(_datalist_edit(_set("spacing", "1mm"))), "wrong content", r"has spacing '1mm'"),
-    "train/val_interval 0": (_training(lambda ws: ws.prepared, "--val_interval", "0"), "bad setting", r"val_interval must be a whole number of epochs >= 1"),
-    "train/val_interval beyond max_epochs": (_training(lambda ws: ws.prepared, "--val_interval", "9"), "bad setting", r"val_interval=9 exceeds max_epochs=2"),
+    "train/missing dataset": (
+        _training(lambda ws: ws.root / "nowhere"),
+        "missing file",
+        r"nowhere: no prepared datalist here",
+    ),
+    "train/missing datalist file": (
+        _training(lambda ws: ws.root / "none.json"),
+        "missing file",
+        r"none.json: datalist not found",
+    ),
+    "train/item without label": (
+        _training(_datalist_edit(_drop("label"))),
+        "wrong content",
+        r"training item 0 .* has no 'label' field",
+    ),
+    "train/empty training split": (
+        _training(_datalist_edit(lambda d: d.update(training=[]))),
+        "wrong content",
+        r"split 'training' is empty",
+    ),
+    "train/image listed but missing": (
+        _training(_datalist_edit(_set("image", "images/absent.nii.gz"))),
+        "missing file",
+        r"absent.nii.gz",
+    ),
+    "train/spacing not numeric": (
+        _training(_datalist_edit(_set("spacing", "1mm"))),
+        "wrong content",
+        r"has spacing '1mm'",
+    ),
+    "train/val_interval 0": (
+        _training(lambda ws: ws.prepared, "--val_interval", "0"),
+        "bad setting",
+        r"val_interval must be a whole number of epochs >= 1",
+    ),
+    "train/val_interval beyond max_epochs": (
+        _training(lambda ws: ws.prepared, "--val_interval", "9"),
+        "bad setting",
+        r"val_interval=9 exceeds max_epochs=2",
+    ),
     "train/batch_size 0": (_training(lambda ws: ws.prepared, "--batch_size", "0"), "bad setting", r"batch_size"),
-    "train/resume maybe": (_training(lambda ws: ws.prepared, "--resume", "maybe"), "bad setting", r"option 'resume' must be true or false"),
-    "train/num_phases 0": (_training(lambda ws: ws.prepared, "--num_phases", "0"), "bad setting", r"num_phases must be a positive number"),
+    "train/resume maybe": (
+        _training(lambda ws: ws.prepared, "--resume", "maybe"),
+        "bad setting",
+        r"option 'resume' must be true or false",
+    ),
+    "train/num_phases 0": (
+        _training(lambda ws: ws.prepared, "--num_phases", "0"),
+        "bad setting",
+        r"num_phases must be a positive number",
+    ),
     "train/unknown backbone": (_training(lambda ws: ws.prepared, "--backbone", "vit_q"), "bad setting", r"vit_q"),
-    "train/pretrained without checkpoint file": (_training(lambda ws: ws.prepared, "--pretrained", "true", "--backbone_checkpoint", "/nowhere/sam.pth"), "missing file", r"/nowhere/sam.pth"),
-    "train/pretrained random bytes": (lambda ws: _training(lambda w: w.prepared, "--pretrained", "true", "--backbone_checkpoint", str(ws.file("random.pth", os.urandom(4096))))(ws), "unreadable file", r"random.pth: torch.load\(weights_only=True\) cannot read it"),
-    "train/pretrained another model": (lambda ws: _training(lambda w: w.prepared, "--pretrained", "true", "--backbone_checkpoint", str(ws.models / "model.pt"))(ws), "silently wrong", r"model.pt: only 0 of the \d+ image-encoder tensors"),
-    "train/checkpoint folder under a file": (_training(lambda ws: ws.prepared, ckpt=lambda ws: ws.file("plain", b"x") / "models"), "bad output path", r"plain/models: cannot write the checkpoints here"),
-    "train/only checkpoint damaged": (_training(lambda ws: ws.prepared, ckpt=lambda ws: _checkpoint_dir(ws, _damage("checkpoint_epoch=1.pt"))), "unreadable file", r"no intact checkpoint to resume from"),
-    "train/checkpoint of another run": (_training(lambda ws: ws.prepared, ckpt=lambda ws: _checkpoint_dir(ws, _other_seed)), "bad setting", r"this checkpoint is of another run .*seed: 7 -> 0"),
-    "train/config typo": (_training(lambda ws: ws.prepared, "--train#dataloader#batch_sise", "2"), "bad setting", r"batch_sise"),
+    "train/pretrained without checkpoint file": (
+        _training(lambda ws: ws.prepared, "--pretrained", "true", "--backbone_checkpoint", "/nowhere/sam.pth"),
+        "missing file",
+        r"/nowhere/sam.pth",
+    ),
+    "train/pretrained random bytes": (
+        lambda ws: _training(
+            lambda w: w.prepared,
+            "--pretrained",
+            "true",
+            "--backbone_checkpoint",
+            str(ws.file("random.pth", os.urandom(4096))),
+        )(ws),
+        "unreadable file",
+        r"random.pth: torch.load\(weights_only=True\) cannot read it",
+    ),
+    "train/pretrained another model": (
+        lambda ws: _training(
+            lambda w: w.prepared, "--pretrained", "true", "--backbone_checkpoint", str(ws.models / "model.pt")
+        )(ws),
+        "silently wrong",
+        r"model.pt: only 0 of the \d+ image-encoder tensors",
+    ),
+    "train/checkpoint folder under a file": (
+        _training(lambda ws: ws.prepared, ckpt=lambda ws: ws.file("plain", b"x") / "models"),
+        "bad output path",
+        r"plain/models: cannot write the checkpoints here",
+    ),
+    "train/only checkpoint damaged": (
+        _training(lambda ws: ws.prepared, ckpt=lambda ws: _checkpoint_dir(ws, _damage("checkpoint_epoch=1.pt"))),
+        "unreadable file",
+        r"no intact checkpoint to resume from",
+    ),
+    "train/checkpoint of another run": (
+        _training(lambda ws: ws.prepared, ckpt=lambda ws: _checkpoint_dir(ws, _other_seed)),
+        "bad setting",
+        r"this checkpoint is of another run .*seed: 7 -> 0",
+    ),
+    "train/config typo": (
+        _training(lambda ws: ws.prepared, "--train#dataloader#batch_sise", "2"),
+        "bad setting",
+        r"batch_sise",
+    ),
     # bundle evaluate
-    "evaluate bundle/no model.pt": (_evaluation(lambda ws: ws.root / "empty_models"), "missing file", r"empty_models/model.pt: checkpoint not found"),
-    "evaluate bundle/model.pt truncated": (_evaluation(lambda ws: _checkpoint_dir(ws, _damage("model.pt"))), "unreadable file", r"model.pt: is not a readable checkpoint"),
-    "evaluate bundle/model.pt random bytes": (_evaluation(lambda ws: _checkpoint_dir(ws, _damage("model.pt", os.urandom(2048)))), "unreadable file", r"model.pt: is not a readable checkpoint"),
-    "evaluate bundle/unet_channels differ": (_evaluation(lambda ws: ws.models, "--unet_channels", "[8,16,32,64]"), "wrong checkpoint", r"model.pt: does not fit the network .* of another shape"),
+    "evaluate bundle/no model.pt": (
+        _evaluation(lambda ws: ws.root / "empty_models"),
+        "missing file",
+        r"empty_models/model.pt: checkpoint not found",
+    ),
+    "evaluate bundle/model.pt truncated": (
+        _evaluation(lambda ws: _checkpoint_dir(ws, _damage("model.pt"))),
+        "unreadable file",
+        r"model.pt: is not a readable checkpoint",
+    ),
+    "evaluate bundle/model.pt random bytes": (
+        _evaluation(lambda ws: _checkpoint_dir(ws, _damage("model.pt", os.urandom(2048)))),
+        "unreadable file",
+        r"model.pt: is not a readable checkpoint",
+    ),
+    "evaluate bundle/unet_channels differ": (
+        _evaluation(lambda ws: ws.models, "--unet_channels", "[8,16,32,64]"),
+        "wrong checkpoint",
+        r"model.pt: does not fit the network .* of another shape",
+    ),
     # bundle inference
-    "inference/missing input": (_inference(lambda ws: [ws.root / "absent_4d.nii.gz"]), "missing file", r"absent_4d.nii.gz"),
-    "inference/input not NIfTI": (_inference(lambda ws: [ws.file("noise.nii.gz", b"noise" * 99)]), "unreadable file", r"noise.nii.gz"),
-    "inference/2D input": (_inference(lambda ws: [_nifti(ws.root / "files" / "flat.nii.gz", np.zeros((16, 16), np.float32))]), "wrong shape", r"flat.nii.gz"),
-    "inference/model.pt random bytes": (_inference(lambda ws: [_stack(ws)], lambda ws: _checkpoint_dir(ws, _damage("model.pt", os.urandom(2048)))), "unreadable file", r"model.pt: is not a readable checkpoint"),
-    "inference/unet_channels differ": (_inference(lambda ws: [_stack(ws)], lambda ws: ws.models, "--unet_channels", "[8,16,32,64]"), "wrong checkpoint", r"model.pt: does not fit the network"),
-    "inference/output folder is a file": (lambda ws: _bundle(["inference.json"], "--ckpt_dir", str(ws.models), "--output_dir", str(ws.file("out_file", b"x")), "--input_files", json.dumps([str(_stack(ws))])), "bad output path", r"out_file"),
+    "inference/missing input": (
+        _inference(lambda ws: [ws.root / "absent_4d.nii.gz"]),
+        "missing file",
+        r"absent_4d.nii.gz",
+    ),
+    "inference/input not NIfTI": (
+        _inference(lambda ws: [ws.file("noise.nii.gz", b"noise" * 99)]),
+        "unreadable file",
+        r"noise.nii.gz",
+    ),
+    "inference/2D input": (
+        _inference(lambda ws: [_nifti(ws.root / "files" / "flat.nii.gz", np.zeros((16, 16), np.float32))]),
+        "wrong shape",
+        r"flat.nii.gz",
+    ),
+    "inference/model.pt random bytes": (
+        _inference(lambda ws: [_stack(ws)], lambda ws: _checkpoint_dir(ws, _damage("model.pt", os.urandom(2048)))),
+        "unreadable file",
+        r"model.pt: is not a readable checkpoint",
+    ),
+    "inference/unet_channels differ": (
+        _inference(lambda ws: [_stack(ws)], lambda ws: ws.models, "--unet_channels", "[8,16,32,64]"),
+        "wrong checkpoint",
+        r"model.pt: does not fit the network",
+    ),
+    "inference/output folder is a file": (
+        lambda ws: _bundle(
+            ["inference.json"],
+            "--ckpt_dir",
+            str(ws.models),
+            "--output_dir",
+            str(ws.file("out_file", b"x")),
+            "--input_files",
+            json.dumps([str(_stack(ws))]),
+        ),
+        "bad output path",
+        r"out_file",
+    ),
 }
 
 
@@ -365,18 +774,43 @@ def test_the_catalogue_is_large():
 def test_the_real_commands_end_with_the_cause(tmp_path):
     """The installed hook in fresh interpreters: the cause last, the traceback only in the log or with debug."""
     env = {**os.environ, "SAMZOO_ERROR_LOG": str(tmp_path / "error.log")}
-    command = [sys.executable, "-m", "samzoo.cli", "compact", "--datalist", str(tmp_path / "none.json"), "--dst", str(tmp_path / "c")]
+    command = [
+        sys.executable,
+        "-m",
+        "samzoo.cli",
+        "compact",
+        "--datalist",
+        str(tmp_path / "none.json"),
+        "--dst",
+        str(tmp_path / "c"),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 1
-    assert lines[-1] == f"error: {tmp_path / 'none.json'}: datalist not found (run `samzoo prepare ...` or `samzoo demo ...` first)"
+    assert (
+        lines[-1]
+        == f"error: {tmp_path / 'none.json'}: datalist not found (run `samzoo prepare ...` or `samzoo demo ...` first)"
+    )
     assert "Traceback" not in done.stderr and "Traceback" in (tmp_path / "error.log").read_text()
     debug = subprocess.run(command, env={**env, "SAMZOO_DEBUG": "1"}, capture_output=True, text=True, timeout=300)
     assert "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1] == lines[-1]
 
-    bundle = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CMR / "train.json"), "--bundle_root",
-              str(CMR.parent), "--dataset_dir", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "o"),
-              "--ckpt_dir", str(tmp_path / "m")]
+    bundle = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(CMR / "train.json"),
+        "--bundle_root",
+        str(CMR.parent),
+        "--dataset_dir",
+        str(tmp_path / "nowhere"),
+        "--output_dir",
+        str(tmp_path / "o"),
+        "--ckpt_dir",
+        str(tmp_path / "m"),
+    ]
     done = subprocess.run(bundle, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 1

@@ -22,8 +22,10 @@ MAX_EPOCHS = 3
 # Runs the training of the given overrides and kills its own process (SIGKILL, as `kill -9`) after an iteration.
 KILLED_RUN = """
 import json, os, signal, sys
+import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
+torch.set_num_threads(1)  # as the test process: float sums over another thread count may round differently
 configs, overrides, kill_at = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 wf = ConfigWorkflow(config_file=configs + "/train.json", meta_file=configs + "/metadata.json", logging_file=False,
                     workflow_type="train", **overrides)

@@ -111,7 +111,9 @@ def compact_cine(datalist: str | Path, dst: str | Path, frames: str | int = "all
         )
     labels = {int(value) for value in info.get("labels", {})} or None
     with removed_on_failure(dst):
-        compacted = {split: [_compact_item(item, dst, frames, labels) for item in items] for split, items in splits.items()}
+        compacted = {
+            split: [_compact_item(item, dst, frames, labels) for item in items] for split, items in splits.items()
+        }
         path = write_datalist(dict(info, **compacted, compacted_from=str(datalist.resolve()), frames=frames), dst)
     logger.info("wrote %s: %d items, frames %s, uint8 images", path, sum(map(len, compacted.values())), frames)
     return path

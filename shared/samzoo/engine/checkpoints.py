@@ -76,7 +76,9 @@ def ensure_writable(folder: str | Path, purpose: str) -> Path:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise DataError(folder, f"cannot write the {purpose} here ({err.strerror or err}); choose another folder")
+        raise DataError(
+            folder, f"cannot write the {purpose} here ({err.strerror or err}); choose another folder"
+        ) from err
     return folder
 
 
