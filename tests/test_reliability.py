@@ -103,6 +103,7 @@ def train(*args: str) -> list[str]:
 
 
 def _nifti(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, np.eye(4)), str(path))
     return path
 
@@ -718,6 +719,13 @@ CASES: dict[str, Case] = {
         "wrong shape",
         r"flat.nii.gz",
     ),
+    "inference/NaN input": (
+        _inference(
+            lambda ws: [_nifti(ws.root / "files" / "nan_cine.nii.gz", np.full((16, 16, 4), np.nan, np.float32))]
+        ),
+        "NaN",
+        r"nan_cine.nii.gz: contains \d+ NaN or infinite voxel",
+    ),
     "inference/model.pt random bytes": (
         _inference(lambda ws: [_stack(ws)], lambda ws: _checkpoint_dir(ws, _damage("model.pt", os.urandom(2048)))),
         "unreadable file",
@@ -816,3 +824,32 @@ def test_the_real_commands_end_with_the_cause(tmp_path):
     assert done.returncode == 1
     assert lines[-1].startswith(f"error: {tmp_path / 'nowhere'}: no prepared datalist here")
     assert "Failed to evaluate" not in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "array", "warning"),
+    [
+        ("zeros", np.zeros((32, 32, 4), np.float32), "is constant (0 everywhere): it carries no signal"),
+        ("pixel", np.random.default_rng(0).random((1, 1, 4), np.float32), "is 1 x 1 pixels: too small"),
+    ],
+)
+def test_degenerate_inputs_are_segmented_with_a_warning(ws: Workspace, name: str, array: np.ndarray, warning: str):
+    """An input without signal is not an error (a blank slice can be part of a study) but its mask says nothing:
+    the run's log says so next to the path."""
+    path = _nifti(ws.root / "files" / f"{name}.nii.gz", array)
+    out = ws.root / f"degenerate_{name}"
+    command = _bundle(
+        ["inference.json"],
+        "--ckpt_dir",
+        str(ws.models),
+        "--output_dir",
+        str(out),
+        "--input_files",
+        json.dumps([str(path)]),
+    )
+    status, lines = run_command(command)
+    assert status == 0, "\n".join(lines[-10:])
+    assert any(f"{path} {warning}" in line and "WARNING" in line for line in lines), "\n".join(lines)
+    assert nib.load(str(out / f"{name}_seg.nii.gz")).shape == array.shape
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}_seg.nii.gz"]

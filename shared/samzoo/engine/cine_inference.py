@@ -45,6 +45,7 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> lis
     items = []
     for file in map(Path, files):
         vol = load_nifti(file)
+        _check_signal(file, vol.array)
         if vol.array.ndim == 3:
             items.append({"image": str(file), "source": str(file)})
         elif vol.array.ndim == 4:
@@ -55,6 +56,25 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> lis
         else:
             raise DataError(file, f"shape {vol.array.shape}: expected a cine (H, W, T) or a stack (H, W, Z, T)")
     return items
+
+
+MIN_SIDE = 8
+"""Smallest image side (pixels) that still carries a heart; smaller inputs are segmented with a warning."""
+
+
+def _check_signal(path: Path, array: np.ndarray) -> None:
+    """Warn (in the run's log) when an input carries no signal, a constant image or one a few pixels wide, whose
+    mask is only what the network makes of a blank field (NaNs are refused when the file is read)."""
+    if array.size and float(array.max()) == float(array.min()):
+        logger.warning(
+            "%s is constant (%g everywhere): it carries no signal; its mask is not a segmentation",
+            path,
+            float(array.flat[0]),
+        )
+    elif min(array.shape[:2]) < MIN_SIDE:
+        logger.warning(
+            "%s is %d x %d pixels: too small to show a heart; its mask is not a segmentation", path, *array.shape[:2]
+        )
 
 
 class PhaseGroupInferer(Inferer):
