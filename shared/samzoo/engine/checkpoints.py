@@ -261,20 +261,24 @@ class ResumeFromLatestCheckpoint:
 
 
 class CheckpointLoader(MonaiCheckpointLoader):
-    """MONAI's ``CheckpointLoader`` that checks, when attached (before any data is read), that the file can be read
-    and fits every network it loads. A missing or damaged file, or one trained with other settings (another
-    ``--unet_channels`` or ``--backbone``), is a :class:`DataError` naming the file and a summary of the mismatch,
-    instead of torch's message without the path or its dump of every key."""
+    """MONAI's ``CheckpointLoader`` whose failures name the file and the problem: a missing or damaged file, or one
+    trained with other settings (another ``--unet_channels`` or ``--backbone``), is a :class:`DataError` with a
+    summary of the mismatch, instead of torch's message without the path or its dump of every key. It loads when
+    the engine starts, before the first batch is read (and a workflow can be built without the file, as MONAI's
+    bundle checks do)."""
 
-    def attach(self, engine: Engine) -> None:
-        checkpoint = load_checkpoint(self.load_path)
-        key = next(iter(self.load_dict))
-        if len(self.load_dict) == 1 and key not in checkpoint:
-            checkpoint = {key: checkpoint}
-        for name, obj in self.load_dict.items():
-            if isinstance(obj, torch.nn.Module) and self.strict:
-                _check_fits(self.load_path, name, obj, checkpoint.get(name))
-        super().attach(engine)
+    def __call__(self, engine: Engine) -> None:
+        try:
+            super().__call__(engine)
+        except Exception as err:
+            checkpoint = load_checkpoint(self.load_path)
+            key = next(iter(self.load_dict))
+            if len(self.load_dict) == 1 and key not in checkpoint:
+                checkpoint = {key: checkpoint}
+            for name, obj in self.load_dict.items():
+                if isinstance(obj, torch.nn.Module):
+                    _check_fits(self.load_path, name, obj, checkpoint.get(name))
+            raise
 
 
 def _check_fits(path: str | Path, name: str, module: torch.nn.Module, state: Any) -> None:
