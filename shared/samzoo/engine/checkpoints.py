@@ -270,7 +270,7 @@ class CheckpointLoader(MonaiCheckpointLoader):
     def __call__(self, engine: Engine) -> None:
         try:
             super().__call__(engine)
-        except Exception as err:
+        except Exception:
             checkpoint = load_checkpoint(self.load_path)
             key = next(iter(self.load_dict))
             if len(self.load_dict) == 1 and key not in checkpoint:
