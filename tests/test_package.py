@@ -190,8 +190,9 @@ def test_archive_trains_and_infers_without_samzoo(tmp_path, http_server):
         input_files=[item["image"]],
         roi_size=TINY["roi_size"],
     )
-    masks = list((tmp_path / "pred").rglob(Path(item["image"]).name))
-    assert len(masks) == 1
+    # Only the mask is left in the output folder: the per-slice predictions stay in a scratch folder, removed.
+    masks = [p for p in (tmp_path / "pred").rglob("*") if p.is_file()]
+    assert [p.name for p in masks] == [Path(item["image"]).name.replace(".nii.gz", "_seg.nii.gz")]
     image, mask = nib.load(item["image"]), nib.load(str(masks[0]))
     assert mask.shape == image.shape
     np.testing.assert_allclose(mask.affine, image.affine, atol=1e-4)

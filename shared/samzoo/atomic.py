@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextmanager
+def removed_on_failure(folder: str | Path) -> Iterator[Path]:
+    """Write into ``folder`` inside the block; when the block fails, remove what it added (files and folders that
+    were not there before), so a failed command leaves no partial output. Files that existed are not touched."""
+    folder = Path(folder)
+    before = set(folder.rglob("*")) if folder.exists() else None
+    try:
+        yield folder
+    except BaseException:
+        if before is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder.exists():
+            added = sorted(set(folder.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True)
+            for path in added:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+
+
 def _umask() -> int:
     """The process umask (read by setting and restoring it)."""
     mask = os.umask(0)
@@ -33,4 +52,4 @@ def _umask() -> int:
     return mask
 
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "removed_on_failure"]

@@ -9,6 +9,8 @@ option that may be unset through :func:`optional`, which reads ``null`` (``--max
 
 from __future__ import annotations
 
+from .errors import DataError
+
 __all__ = ["flag", "optional", "val_interval"]
 
 _WORDS = {"true": True, "false": False}
@@ -20,7 +22,7 @@ def flag(value: object, name: str) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _WORDS:
         return _WORDS[value.strip().lower()]
-    raise ValueError(f"option {name!r} must be true or false, got {value!r}")
+    raise DataError(None, f"option {name!r} must be true or false, got {value!r}")
 
 
 def optional(value: object) -> object:
@@ -33,9 +35,12 @@ def optional(value: object) -> object:
 def val_interval(interval: int, max_epochs: int) -> int:
     """``interval``, refused when it exceeds ``max_epochs``: no validation would run, so no best model
     (``models/model.pt``) would be saved and evaluation would fail only after the whole training."""
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise DataError(None, f"val_interval must be a whole number of epochs >= 1, got {interval!r}")
     if interval > max_epochs:
-        raise ValueError(
+        raise DataError(
+            None,
             f"val_interval={interval} exceeds max_epochs={max_epochs}: no validation would run and no "
-            "models/model.pt would be saved; lower --val_interval or raise --max_epochs"
+            "models/model.pt would be saved; lower --val_interval or raise --max_epochs",
         )
     return interval

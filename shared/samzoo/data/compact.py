@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import removed_on_failure
 from ..errors import DataError
 from .datalist import SPLITS, datalist_info, ensure_outside, load_datalist, write_datalist
 from .nifti import load_label, load_nifti, save_nifti
@@ -103,8 +104,16 @@ def compact_cine(datalist: str | Path, dst: str | Path, frames: str | int = "all
     names = [Path(item["image"]).name for item in items]
     if len(set(names)) != len(names):
         raise DataError(datalist, "has several images with the same file name; they would overwrite each other")
+    longest = max(int(item["num_frames"]) for item in items)
+    if isinstance(frames, int) and not isinstance(frames, bool) and frames > longest:
+        raise DataError(
+            datalist, f"--frames {frames} exceeds the longest cine ({longest} frames); use --frames all to keep all"
+        )
     labels = {int(value) for value in info.get("labels", {})} or None
-    compacted = {split: [_compact_item(item, dst, frames, labels) for item in items] for split, items in splits.items()}
-    path = write_datalist(dict(info, **compacted, compacted_from=str(datalist.resolve()), frames=frames), dst)
+    with removed_on_failure(dst):
+        compacted = {
+            split: [_compact_item(item, dst, frames, labels) for item in items] for split, items in splits.items()
+        }
+        path = write_datalist(dict(info, **compacted, compacted_from=str(datalist.resolve()), frames=frames), dst)
     logger.info("wrote %s: %d items, frames %s, uint8 images", path, sum(map(len, compacted.values())), frames)
     return path

@@ -68,7 +68,11 @@ def split_patients(
         raise DataError(None, f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}")
     fixed: dict[str, list[str]] = {"test": [], "validation": []}
     for split, given in (("test", test_cases), ("validation", val_cases)):
-        for case in [] if given is None else [str(c) for c in given]:
+        cases = [] if given is None else [str(c) for c in given]
+        repeated = sorted({c for c in cases if cases.count(c) > 1})
+        if repeated:
+            raise DataError(None, f"{split} cases {repeated} are named more than once; name each patient once")
+        for case in cases:
             if case not in unique:
                 raise DataError(None, f"{split} case {case!r} is not among the {len(unique)} patients found")
             fixed[split].append(case)
@@ -130,23 +134,24 @@ def load_datalist(
     split would report nothing.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "datalist not found (run `samzoo prepare ...` or `samzoo demo ...` first)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(path, f"is not valid JSON ({err})") from err
+    data = _read(path)
     if split not in data:
         raise DataError(path, f"has no split {split!r} (found: {sorted(k for k in data if k in SPLITS)})")
     if not data[split]:
         raise DataError(path, f"split {split!r} is empty (prepare again with more cases, or --val_cases/--test_cases)")
     base = path.parent
     items = []
-    for item in data[split]:
+    for number, item in enumerate(data[split]):
+        where = f"{split} item {number}"
+        if not isinstance(item, dict) or "image" not in item:
+            raise DataError(path, f"{where} has no 'image' field")
+        if split != "test" and "label" not in item:
+            raise DataError(path, f"{where} ({item['image']}) has no 'label' field (null for an unlabelled item)")
         item = dict(item)
         for key in ("image", "label"):
             if key in item and item[key] is not None:
                 item[key] = str(base / item[key])
+        _check_spacing(path, where, item.get("spacing"))
         items.append(item)
     if views is not None:
         items = [item for item in items if item.get("view") in views]
@@ -155,5 +160,26 @@ def load_datalist(
 
 def datalist_info(path: str | Path) -> dict[str, Any]:
     """The datalist's top-level description (everything except the split lists)."""
-    data = json.loads(Path(path).read_text())
-    return {k: v for k, v in data.items() if k not in SPLITS}
+    return {k: v for k, v in _read(Path(path)).items() if k not in SPLITS}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The datalist at ``path`` as a dict; a missing, unreadable or non-JSON-object file is a :class:`DataError`."""
+    if not path.is_file():
+        raise DataError(path, "datalist not found (run `samzoo prepare ...` or `samzoo demo ...` first)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(path, f"is not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise DataError(path, f"is not a datalist (a JSON object with {', '.join(SPLITS)} lists)")
+    return data
+
+
+def _check_spacing(path: Path, where: str, spacing: object) -> None:
+    """A voxel size must be positive numbers, or absent."""
+    if spacing is None:
+        return
+    values = spacing if isinstance(spacing, list | tuple) else [spacing]
+    if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values):
+        raise DataError(path, f"{where} has spacing {spacing!r}; it must be positive numbers in mm")

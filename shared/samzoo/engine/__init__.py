@@ -1,9 +1,18 @@
 """Engine hooks and handlers used by the bundles' MONAI workflows."""
 
 from .batch_norm import BatchNormRecalibration, recalibrate_batch_norm
-from .checkpoints import AtomicDiskSaver, CheckpointSaver, ResumeFromLatestCheckpoint, latest_checkpoint
+from .checkpoints import (
+    AtomicDiskSaver,
+    CheckpointLoader,
+    CheckpointSaver,
+    ResumeFromLatestCheckpoint,
+    ensure_writable,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from .cine_inference import CineMaskAssembler, PhaseGroupInferer, ViewPromptInferer, expand_cine_inputs
 from .progress import TrainingProgress
+from .random_states import RandomStates
 from .report import (
     ClinicalReport,
     CollectedPredictions,
@@ -17,6 +26,7 @@ from .training_log import TrainingLog
 __all__ = [
     "AtomicDiskSaver",
     "BatchNormRecalibration",
+    "CheckpointLoader",
     "CheckpointSaver",
     "CineMaskAssembler",
     "ClinicalReport",
@@ -26,11 +36,14 @@ __all__ = [
     "PhaseGroupInferer",
     "PredictionFiles",
     "PredictionSource",
+    "RandomStates",
     "ResumeFromLatestCheckpoint",
     "TrainingLog",
     "TrainingProgress",
     "ViewPromptInferer",
+    "ensure_writable",
     "expand_cine_inputs",
     "latest_checkpoint",
+    "load_checkpoint",
     "recalibrate_batch_norm",
 ]

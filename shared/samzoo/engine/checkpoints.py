@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader as MonaiCheckpointLoader
 from monai.handlers import CheckpointSaver as MonaiCheckpointSaver
 
 from ..atomic import atomic_path
@@ -38,10 +40,46 @@ RUN_RECORD = "run_record"
 """Key of the run record in a periodic checkpoint."""
 
 
+def periodic_checkpoints(ckpt_dir: str | Path, pattern: str = PERIODIC) -> list[Path]:
+    """The periodic checkpoints in ``ckpt_dir``, newest (highest epoch number) first."""
+    found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob(pattern) if (m := _EPOCH.search(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
 def latest_checkpoint(ckpt_dir: str | Path, pattern: str = PERIODIC) -> Path | None:
     """The periodic checkpoint with the highest epoch number in ``ckpt_dir``, or None."""
-    found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob(pattern) if (m := _EPOCH.search(p.name))]
-    return max(found)[1] if found else None
+    found = periodic_checkpoints(ckpt_dir, pattern)
+    return found[0] if found else None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint read with ``weights_only=True``; a missing, truncated or foreign file is a :class:`DataError`
+    naming it (torch's own messages name neither the file nor the fix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for a damaged file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(path, f"is not a readable checkpoint (damaged, truncated or another format): {first}") from err
+    if not isinstance(checkpoint, dict):
+        raise DataError(path, f"holds a {type(checkpoint).__name__}, not a checkpoint dictionary")
+    return checkpoint
+
+
+def ensure_writable(folder: str | Path, purpose: str) -> Path:
+    """Create ``folder`` if needed and check a file can be written there, before any work that would save to it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise DataError(
+            folder, f"cannot write the {purpose} here ({err.strerror or err}); choose another folder"
+        ) from err
+    return folder
 
 
 def plain_record(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,6 +137,7 @@ class CheckpointSaver(MonaiCheckpointSaver):
     def __init__(
         self, save_dir: str, save_dict: dict, run_record: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> None:
+        ensure_writable(save_dir, "checkpoints")
         if run_record is not None:
             save_dict = {**save_dict, RUN_RECORD: _RunRecord(run_record)}
         super().__init__(save_dir, save_dict, **kwargs)
@@ -142,16 +181,51 @@ class ResumeFromLatestCheckpoint:
         self._checkpoint: dict[str, Any] | None = None
 
     def attach(self, engine: Engine) -> None:
+        ensure_writable(self.ckpt_dir, "checkpoints")
+        for leftover in self.ckpt_dir.glob(".tmp_*"):
+            leftover.unlink()  # the temporary file of a save that was killed midway
         if not self.enabled:
             for stale in self.ckpt_dir.glob(PERIODIC):
                 stale.unlink()
             return
-        self._path = latest_checkpoint(self.ckpt_dir)
+        self._path, self._checkpoint = self._newest_intact()
         if self._path is None:
             return
-        self._checkpoint = torch.load(self._path, map_location=self.map_location, weights_only=True)
         self._check_record(self._checkpoint.get(RUN_RECORD))
         engine.add_event_handler(Events.STARTED, self)
+        engine.add_event_handler(Events.STARTED, self._remove_superseded_after_first_save)
+
+    def _newest_intact(self) -> tuple[Path | None, dict[str, Any] | None]:
+        """The newest periodic checkpoint that can be read, with its content; damaged newer ones are reported."""
+        damaged: list[DataError] = []
+        for path in periodic_checkpoints(self.ckpt_dir):
+            try:
+                checkpoint = load_checkpoint(path, self.map_location)
+            except DataError as err:
+                damaged.append(err)
+                continue
+            for err in damaged:
+                logger.warning("%s; resuming from the older intact %s instead", err, path.name)
+            return path, checkpoint
+        if damaged:
+            raise DataError(
+                self.ckpt_dir,
+                f"no intact checkpoint to resume from ({'; '.join(str(e) for e in damaged)}). Run with "
+                "--resume false to start afresh, or give the run its own folders with --ckpt_dir DIR --output_dir DIR",
+            )
+        return None, None
+
+    def _remove_superseded_after_first_save(self, engine: Engine) -> None:
+        """Once the resumed run has saved its first periodic checkpoint, the ones before it (the one resumed from
+        and any damaged newer one) are superseded: remove them, as the saver removes its own older files."""
+
+        def remove(_: Engine) -> None:
+            newest = latest_checkpoint(self.ckpt_dir)
+            for path in periodic_checkpoints(self.ckpt_dir):
+                if path != newest:
+                    path.unlink(missing_ok=True)
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED(once=engine.state.epoch + 1), remove)
 
     def _check_record(self, stored: dict[str, Any] | None) -> None:
         how = (
@@ -172,7 +246,11 @@ class ResumeFromLatestCheckpoint:
 
     def __call__(self, engine: Engine) -> None:
         max_epochs = engine.state.max_epochs
-        Checkpoint.load_objects(to_load=self.load_dict, checkpoint=self._checkpoint)
+        absent = sorted(set(self.load_dict) - set(self._checkpoint))
+        if absent:
+            logger.warning("%s holds no %s; they start afresh, so the run may not repeat exactly", self._path, absent)
+        load = {key: obj for key, obj in self.load_dict.items() if key in self._checkpoint}
+        Checkpoint.load_objects(to_load=load, checkpoint=self._checkpoint)
         self._checkpoint = None
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise DataError(
@@ -180,3 +258,46 @@ class ResumeFromLatestCheckpoint:
             )
         engine.state.max_epochs = max_epochs
         logger.info("resumed from %s at epoch %d", self._path, engine.state.epoch)
+
+
+class CheckpointLoader(MonaiCheckpointLoader):
+    """MONAI's ``CheckpointLoader`` whose failures name the file and the problem: a missing or damaged file, or one
+    trained with other settings (another ``--unet_channels`` or ``--backbone``), is a :class:`DataError` with a
+    summary of the mismatch, instead of torch's message without the path or its dump of every key. It loads when
+    the engine starts, before the first batch is read (and a workflow can be built without the file, as MONAI's
+    bundle checks do)."""
+
+    def __call__(self, engine: Engine) -> None:
+        try:
+            super().__call__(engine)
+        except Exception:
+            checkpoint = load_checkpoint(self.load_path)
+            key = next(iter(self.load_dict))
+            if len(self.load_dict) == 1 and key not in checkpoint:
+                checkpoint = {key: checkpoint}
+            for name, obj in self.load_dict.items():
+                if isinstance(obj, torch.nn.Module):
+                    _check_fits(self.load_path, name, obj, checkpoint.get(name))
+            raise
+
+
+def _check_fits(path: str | Path, name: str, module: torch.nn.Module, state: Any) -> None:
+    """Raise :class:`DataError` when ``state`` cannot be loaded strictly into ``module``, saying how it differs."""
+    if not isinstance(state, Mapping):
+        raise DataError(path, f"holds no {name!r} state dict")
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [
+        f"{k} {tuple(state[k].shape)} -> {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
+    if missing or unexpected or reshaped:
+        example = (reshaped or missing or unexpected)[0]
+        raise DataError(
+            path,
+            f"does not fit the {name} built from these settings: {len(missing)} tensors missing, {len(unexpected)} "
+            f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Pass the settings it was trained with "
+            "(such as --backbone, --unet_channels, --roi_size)",
+        )

@@ -11,6 +11,7 @@ where the inferer only receives the image (MONAI Label).
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> lis
     items = []
     for file in map(Path, files):
         vol = load_nifti(file)
+        _check_signal(file, vol.array)
         if vol.array.ndim == 3:
             items.append({"image": str(file), "source": str(file)})
         elif vol.array.ndim == 4:
@@ -54,6 +56,25 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> lis
         else:
             raise DataError(file, f"shape {vol.array.shape}: expected a cine (H, W, T) or a stack (H, W, Z, T)")
     return items
+
+
+MIN_SIDE = 8
+"""Smallest image side (pixels) that still carries a heart; smaller inputs are segmented with a warning."""
+
+
+def _check_signal(path: Path, array: np.ndarray) -> None:
+    """Warn (in the run's log) when an input carries no signal, a constant image or one a few pixels wide, whose
+    mask is only what the network makes of a blank field (NaNs are refused when the file is read)."""
+    if array.size and float(array.max()) == float(array.min()):
+        logger.warning(
+            "%s is constant (%g everywhere): it carries no signal; its mask is not a segmentation",
+            path,
+            float(array.flat[0]),
+        )
+    elif min(array.shape[:2]) < MIN_SIDE:
+        logger.warning(
+            "%s is %d x %d pixels: too small to show a heart; its mask is not a segmentation", path, *array.shape[:2]
+        )
 
 
 class PhaseGroupInferer(Inferer):
@@ -104,15 +125,24 @@ class CineMaskAssembler:
     Slice predictions are read from ``pred_dir`` (named after the per-slice files) and stacked back to
     (H, W, Z, T) for stacks; the input's affine and voxel sizes (the frame interval included) are kept, so the mask
     overlays the input in any viewer and keeps its timing.
+
+    ``scratch_dir``, when given, is the folder of the per-slice files and their predictions: it is removed once the
+    masks are written, so the output folder holds only the masks.
     """
 
     def __init__(
-        self, files: Sequence[str | Path], pred_dir: str | Path, output_dir: str | Path, postfix: str = "_seg"
+        self,
+        files: Sequence[str | Path],
+        pred_dir: str | Path,
+        output_dir: str | Path,
+        postfix: str = "_seg",
+        scratch_dir: str | Path | None = None,
     ) -> None:
         self.files = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
         self.pred_dir = Path(pred_dir)
         self.output_dir = Path(output_dir)
         self.postfix = postfix
+        self.scratch_dir = None if scratch_dir is None else Path(scratch_dir)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.COMPLETED, self)
@@ -135,6 +165,8 @@ class CineMaskAssembler:
                 raise DataError(out, "the mask would overwrite its input; choose another output_dir or postfix")
             written.append(save_nifti(mask.astype(np.uint8), vol.affine, out, zooms=vol.zooms, units=vol.units))
             logger.info("mask of %s written to %s", file, out)
+        if self.scratch_dir is not None:
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
         return written
 
     @staticmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from segment_anything.modeling import Sam
 
+from ..errors import DataError
 from .checkpoint import LoadReport, load_pretrained, read_checkpoint
 from .registry import BackboneEntry, backbone_entry
 
@@ -42,8 +43,28 @@ def build_backbone(
         report = LoadReport(source=None, initialised=list(model.state_dict()))
     else:
         report = load_pretrained(model, state, source=path)
+        _check_fit(name, path, report, model)
     logger.info("%s backbone, %s", name, report.summary())
     return model, report
+
+
+MIN_ENCODER_FRACTION = 0.5
+"""Share of the image encoder's tensors a pretrained checkpoint must provide; below it the file is of another model
+(checkpoints without the prompt encoder or mask decoder are fine: every bundle builds on the image encoder)."""
+
+
+def _check_fit(name: str, path: Path, report: LoadReport, model: Sam) -> None:
+    """Refuse a pretrained checkpoint that leaves most of the image encoder random: training would silently start
+    from random weights while the run says pretrained."""
+    encoder = [key for key in model.state_dict() if key.startswith("image_encoder.")]
+    fitted = len({*report.loaded, *report.resized} & set(encoder))
+    if fitted < MIN_ENCODER_FRACTION * len(encoder):
+        raise DataError(
+            path,
+            f"only {fitted} of the {len(encoder)} image-encoder tensors of the {name} backbone are in this "
+            f"checkpoint ({len(report.ignored)} of its tensors fit nothing): it is not a {name} checkpoint. Pass the "
+            "right --backbone_checkpoint, or --pretrained false to start from random weights",
+        )
 
 
 def _checkpoint_path(entry: BackboneEntry, checkpoint: str | Path | None) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ... import __version__
+from ...atomic import removed_on_failure
 from ...errors import DataError
 from ..datalist import SPLITS, build_datalist, ensure_outside, split_patients, write_datalist
 
@@ -69,32 +70,33 @@ def prepare(
         raise DataError(src, "source dataset folder not found")
     ensure_outside(dst, src)
     logger.info("preparing %s from %s into %s", dataset, src, dst)
-    items = module.collect(src, dst, **options)
-    if not items:
-        raise DataError(src, f"no {dataset} cases found")
-    splits = split_patients(
-        [item["patient_id"] for item in items],
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        test_cases=test_cases,
-        val_cases=val_cases,
-    )
-    datalist = build_datalist(
-        items,
-        splits,
-        dataset=dataset,
-        labels=module.LABELS,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        test_cases=None if test_cases is None else list(test_cases),
-        val_cases=None if val_cases is None else list(val_cases),
-        options={key: str(value) for key, value in options.items()},
-        source=str(src.resolve()),
-        samzoo_version=__version__,
-    )
-    path = write_datalist(datalist, dst, src)
+    with removed_on_failure(dst):  # a failure (a bad case, a bad split) leaves no prepared files behind
+        items = module.collect(src, dst, **options)
+        if not items:
+            raise DataError(src, f"no {dataset} cases found")
+        splits = split_patients(
+            [item["patient_id"] for item in items],
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            test_cases=test_cases,
+            val_cases=val_cases,
+        )
+        datalist = build_datalist(
+            items,
+            splits,
+            dataset=dataset,
+            labels=module.LABELS,
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            test_cases=None if test_cases is None else list(test_cases),
+            val_cases=None if val_cases is None else list(val_cases),
+            options={key: str(value) for key, value in options.items()},
+            source=str(src.resolve()),
+            samzoo_version=__version__,
+        )
+        path = write_datalist(datalist, dst, src)
     counts = ", ".join(f"{split} {len(splits[split])}" for split in SPLITS)
     logger.info(
         "wrote %s: %d items from %d patients (%s)", path, len(items), len(set().union(*splits.values())), counts

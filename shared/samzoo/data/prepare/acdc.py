@@ -48,7 +48,7 @@ _PATIENT = re.compile(r"patient\d+")
 
 def collect(src: Path, dst: Path) -> list[dict[str, Any]]:
     """Prepare every ``patientNNN`` folder found below ``src`` into ``dst``; return the datalist items."""
-    folders = sorted({cfg.parent for cfg in src.rglob("Info.cfg") if _PATIENT.fullmatch(cfg.parent.name)})
+    folders = sorted({path for path in src.rglob("patient*") if path.is_dir() and _PATIENT.fullmatch(path.name)})
     if not folders:
         raise DataError(src, "no ACDC patient folders (patientNNN/Info.cfg) found below it")
     seen: dict[str, Path] = {}
@@ -73,6 +73,8 @@ def read_info(path: Path) -> dict[str, str]:
     for key in ("ED", "ES"):
         if not re.fullmatch(r"\d+", info.get(key, "")):
             raise DataError(path, f"has no valid {key} frame number (found {info.get(key)!r})")
+    if info["ED"] == info["ES"]:
+        raise DataError(path, f"ED and ES are the same frame ({info['ED']}); the ES rows would score the ED frame")
     return info
 
 
@@ -82,7 +84,7 @@ def _patient_items(folder: Path, dst: Path) -> list[dict[str, Any]]:
     info = read_info(folder / "Info.cfg")
     ed, es = int(info["ED"]) - 1, int(info["ES"]) - 1
     cine_path = folder / f"{name}_4d.nii.gz"
-    cine = load_nifti(cine_path, dtype=None)
+    cine = _load_cine(cine_path)
     nb_frame = info.get("NbFrame", "")
     if nb_frame.isdigit() and int(nb_frame) != cine.array.shape[-1]:
         logger.warning("%s: NbFrame %s but the cine has %d frames", folder / "Info.cfg", nb_frame, cine.array.shape[-1])
@@ -95,10 +97,18 @@ def _patient_items(folder: Path, dst: Path) -> list[dict[str, Any]]:
     )
     lax_path = folder / f"{name}_lax_4d.nii.gz"
     if lax_path.is_file():
-        lax = load_nifti(lax_path, dtype=None)
+        lax = _load_cine(lax_path)
         gt = sorted(folder.glob(f"{name}_lax_frame[0-9]*_gt.nii.gz"))
         items += write_cine_stack(_stack(folder, name, "LAX", lax, gt, ed, es, known, extra), dst, "acdc")
     return items
+
+
+def _load_cine(path: Path) -> NiftiVolume:
+    """A cine ``(H, W, Z, T)``; a file of another dimensionality is refused, naming its shape."""
+    cine = load_nifti(path, dtype=None)
+    if cine.array.ndim != 4:
+        raise DataError(path, f"is {cine.array.ndim}D {cine.array.shape}; an ACDC cine is 4D (H, W, Z, T)")
+    return cine
 
 
 def _stack(
