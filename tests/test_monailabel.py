@@ -382,6 +382,7 @@ def _burst(server: Server, tmp_path: Path) -> Burst:
             start = time.perf_counter()
             server.get("/info/")
             info_latencies.append(time.perf_counter() - start)
+            time.sleep(0.05)  # an annotator's client polling, leaving the cores to the inference
         results = [future.result() for future in futures]
     return Burst([label for label, _ in results], [latency for _, latency in results], info_latencies)
 
