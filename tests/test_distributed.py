@@ -1,0 +1,183 @@
+"""Training on several processes: the shared mechanism alone, then every DDP-capable bundle under torchrun with two
+gloo processes on tiny settings (rank-0-only outputs, validation scored on every rank's shard, resuming with
+another number of processes) and two loopback "nodes"."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from distributed_runs import REPO, environment, small_datalist, torchrun, torchrun_command
+from ignite.engine import Events
+from ignite.handlers import Checkpoint
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.handlers import CheckpointSaver as MonaiCheckpointSaver
+from monai.handlers import LrScheduleHandler, StatsHandler, ValidationHandler
+from samzoo.engine import CheckpointSaver, ResumeFromLatestCheckpoint, TrainingLog, TrainingProgress
+from samzoo.engine import distributed
+from samzoo.engine.distributed import AverageLossOverRanks, ShardedBatchSampler, rank_handlers
+
+BUNDLES = REPO / "bundles"
+
+
+def test_sharded_batch_sampler_deals_whole_batches_alike_to_every_rank():
+    batches = [[i, i + 100] for i in range(7)]
+    shards = [list(ShardedBatchSampler(batches, num_replicas=2, rank=r)) for r in range(2)]
+    assert shards == [[batches[0], batches[2], batches[4]], [batches[1], batches[3], batches[5]]]
+    assert [len(ShardedBatchSampler(batches, num_replicas=2, rank=r)) for r in range(2)] == [3, 3]
+    assert list(ShardedBatchSampler(batches, num_replicas=1, rank=0)) == batches
+    with pytest.raises(ValueError, match="rank 2"):
+        ShardedBatchSampler(batches, num_replicas=2, rank=2)
+
+
+def test_other_ranks_keep_the_training_handlers_and_drop_the_writers(monkeypatch, tmp_path):
+    net = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    training = [
+        LrScheduleHandler(torch.optim.lr_scheduler.StepLR(optimizer, 1)),
+        ValidationHandler(interval=1),
+        ResumeFromLatestCheckpoint(tmp_path, {"network": net}, {"seed": 0}),
+    ]
+    writers = [
+        TrainingProgress(),
+        StatsHandler(),
+        TrainingLog(tmp_path / "log.csv"),
+        CheckpointSaver(str(tmp_path), {"network": net}, save_interval=1),
+        MonaiCheckpointSaver(str(tmp_path), {"network": net}, save_final=True),
+    ]
+    handlers = [writers[0], *training[:2], *writers[1:], training[2]]
+    assert rank_handlers(handlers, average_loss=True) == handlers  # one process: everything, no averaging
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    monkeypatch.setattr(distributed, "global_rank", lambda: 0)
+    first, *rest = rank_handlers(handlers, average_loss=True)
+    assert isinstance(first, AverageLossOverRanks) and rest == handlers
+    monkeypatch.setattr(distributed, "global_rank", lambda: 1)
+    assert rank_handlers(handlers) == training
+
+
+def test_multi_gpu_config_outside_torchrun_says_how_to_launch(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="torchrun --nproc_per_node"):
+        distributed.init_process_group()
+
+
+# Each DDP-capable bundle: its config files (base bundle first), its multi-GPU overlay, tiny settings.
+CINE = {"roi_size": [32, 32], "num_phases": 6, "batch_size": 2, "num_workers": 0, "val_interval": 1}
+CT = {"image_size": 64, "batch_size": 4, "num_workers": 0, "val_interval": 1}
+CASES = {
+    "cmr2dt_sam": (["cmr2dt_sam/configs/train.json"], "cmr2dt_sam", "cine", CINE),
+    "cine_baselines": (
+        ["cmr2dt_sam/configs/train.json", "cine_baselines/configs/train.json"],
+        "cmr2dt_sam",
+        "cine",
+        {**CINE, "unet_features": [4, 8, 16, 32, 64, 4]},
+    ),
+    "sam_mix": (
+        ["sam_mix/configs/train.json"],
+        "sam_mix",
+        "ct",
+        {**CT, "classifier_width": 1 / 32, "max_boxes": 1, "num_labelled": 3},
+    ),
+    "ct_baselines": (
+        ["sam_mix/configs/train.json", "ct_baselines/configs/train.json"],
+        "sam_mix",
+        "ct",
+        {**CT, "unet_features": [4, 8, 16, 32, 64, 4]},
+    ),
+    "sam_prompt": (
+        ["sam_prompt/configs/train.json"],
+        "sam_prompt",
+        "cine",
+        {"backbone": "vit_tiny", "pretrained": False, "num_volumes": 2, "batch_size": 4, "num_workers": 0},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory) -> dict[str, Path]:
+    """Small datalists of the cine and CT demos (enough items for two ranks, few iterations)."""
+    from samzoo.data.demo import write_demo
+
+    root = tmp_path_factory.mktemp("ddp_demo")
+    cine = write_demo("cine", root / "cine", cases=6, seed=3)
+    ct = write_demo("ct", root / "ct")
+    return {"cine": small_datalist(cine, {"training": 8, "validation": 3}), "ct": ct}
+
+
+def _settings(bundle: str, demos: dict[str, Path], root: Path) -> tuple[list[str], Path, dict]:
+    """(train config files, the multi-GPU overlay, overrides rooted at ``root``) of ``bundle``."""
+    files, overlay_bundle, data, tiny = CASES[bundle]
+    overrides = {**tiny, "output_dir": str(root / "runs"), "ckpt_dir": str(root / "models")}
+    overrides["datalist"] = str(demos[data])
+    overlay = BUNDLES / overlay_bundle / "configs" / "multi_gpu_train.json"
+    return [str(BUNDLES / f) for f in files], overlay, overrides
+
+
+def _train_in_process(files: list[str], overrides: dict, max_epochs: int) -> list[int]:
+    """Train in this process (no process group) up to ``max_epochs``; return the epochs it ran."""
+    meta = Path(files[0]).parent / "metadata.json"
+    workflow = ConfigWorkflow(
+        config_file=files, meta_file=str(meta), logging_file=False, workflow_type="train", **overrides
+    )
+    workflow.initialize()
+    started: list[int] = []
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: started.append(engine.state.epoch))
+    workflow.run()
+    return started
+
+
+def _validate_in_process(files: list[str], overrides: dict) -> float:
+    """The key validation metric of ``models/model.pt`` on the whole validation split, in this process."""
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser.update({**overrides, "validate#handlers": []})
+    network = parser.get_parsed_content("network")
+    checkpoint = torch.load(Path(overrides["ckpt_dir"]) / "model.pt", weights_only=True)
+    Checkpoint.load_objects({"network": network}, checkpoint)
+    evaluator = parser.get_parsed_content("validate#evaluator")
+    evaluator.run()
+    return float(evaluator.state.metrics[evaluator.state.key_metric_name])
+
+
+def _log(root: Path) -> dict[str, list[tuple[int, float]]]:
+    """The training log as tag -> [(step, value)]."""
+    rows: dict[str, list[tuple[int, float]]] = {}
+    with open(root / "runs" / "training_log.csv") as f:
+        for row in csv.DictReader(f):
+            rows.setdefault(row["tag"], []).append((int(row["step"]), float(row["value"])))
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", sorted(CASES))
+def test_two_processes_train_validate_on_all_shards_and_resume_on_one(bundle, demos, tmp_path):
+    files, overlay, overrides = _settings(bundle, demos, tmp_path)
+    output = torchrun([*files, overlay], {**overrides, "max_epochs": 1}, tmp_path)
+
+    # Rank 0 alone writes: one checkpoint of each kind, one log row per iteration of the global batch.
+    models = sorted(p.name for p in (tmp_path / "models").glob("*.pt"))
+    assert models == ["checkpoint_epoch=1.pt", "model.pt"]
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser.update(overrides)
+    batches = len(parser.get_parsed_content("train#dataloader"))  # of one process
+    sharded = "batch_sampler" in parser["train"]["dataloader"]  # whole batches dealt out, the odd one dropped
+    log = _log(tmp_path)
+    assert batches >= 3 and len(log["train_loss"]) == (batches // 2 if sharded else -(-batches // 2))
+    assert output.count("Saved checkpoint at epoch: 1") == 1
+
+    # Validation was scored on both ranks' shards together: the whole validation split, as one process scores it.
+    (epoch, score), *_ = log[next(iter(parser["validate"]["key_metric"]))]
+    assert epoch == 1
+    assert _validate_in_process(files, overrides) == pytest.approx(score, abs=1e-5)
+
+    # The checkpoint the two ranks wrote resumes in one process at the next epoch.
+    assert _train_in_process(files, {**overrides, "max_epochs": 2}, 2) == [2]
+    assert (tmp_path / "models" / "checkpoint_epoch=2.pt").is_file()
