@@ -184,9 +184,9 @@ def attach(handlers: Sequence[Any], engine: Engine) -> None:
 
 
 __all__ = [
+    "WRITERS",
     "AverageLossOverRanks",
     "ShardedBatchSampler",
-    "WRITERS",
     "all_reduce_mean",
     "attach",
     "data_parallel",

@@ -1,4 +1,5 @@
-"""Running a bundle under ``torchrun`` from the tests: CPU processes on gloo, settings in an override file."""
+"""Every bundle at a tiny size on the demo data, and running one under ``torchrun`` (gloo CPU processes) from the
+tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,47 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+BUNDLES = REPO / "bundles"
+
+# Each bundle: its train config files (base bundle first), the bundle whose multi-GPU overlay it uses, its demo
+# data and tiny settings (nnunet, which trains through nnU-Net's own trainer, is not among them).
+CINE = {"roi_size": [32, 32], "num_phases": 6, "batch_size": 2, "num_workers": 0, "val_interval": 1}
+CT = {"image_size": 64, "batch_size": 4, "num_workers": 0, "val_interval": 1}
+CASES = {
+    "cmr2dt_sam": (["cmr2dt_sam/configs/train.json"], "cmr2dt_sam", "cine", CINE),
+    "cine_baselines": (
+        ["cmr2dt_sam/configs/train.json", "cine_baselines/configs/train.json"],
+        "cmr2dt_sam",
+        "cine",
+        {**CINE, "unet_features": [4, 8, 16, 32, 64, 4]},
+    ),
+    "sam_mix": (
+        ["sam_mix/configs/train.json"],
+        "sam_mix",
+        "ct",
+        {**CT, "classifier_width": 1 / 32, "max_boxes": 1, "num_labelled": 3},
+    ),
+    "ct_baselines": (
+        ["sam_mix/configs/train.json", "ct_baselines/configs/train.json"],
+        "sam_mix",
+        "ct",
+        {**CT, "unet_features": [4, 8, 16, 32, 64, 4]},
+    ),
+    "sam_prompt": (
+        ["sam_prompt/configs/train.json"],
+        "sam_prompt",
+        "cine",
+        {"backbone": "vit_tiny", "pretrained": False, "num_volumes": 2, "batch_size": 4, "num_workers": 0},
+    ),
+}
+
+
+def tiny_settings(bundle: str, demos: dict[str, Path], root: Path) -> tuple[list[str], str, dict]:
+    """(train config files, the bundle of its multi-GPU overlay, tiny overrides writing below ``root``)."""
+    files, overlay_bundle, data, tiny = CASES[bundle]
+    overrides = {**tiny, "output_dir": str(root / "runs"), "ckpt_dir": str(root / "models")}
+    overrides["datalist"] = str(demos[data])
+    return [str(BUNDLES / f) for f in files], overlay_bundle, overrides
 
 
 def torchrun_command(
@@ -75,4 +117,4 @@ def small_datalist(datalist: Path, counts: Mapping[str, int]) -> Path:
     return small
 
 
-__all__ = ["environment", "small_datalist", "torchrun", "torchrun_command"]
+__all__ = ["BUNDLES", "CASES", "environment", "small_datalist", "tiny_settings", "torchrun", "torchrun_command"]
