@@ -163,7 +163,7 @@ def test_one_process_checkpoint_resumes_on_two_loopback_nodes(tiny_demos, tmp_pa
 
     assert output.count("resumed from") == 2 and "at epoch 1" in output  # both ranks loaded the checkpoint
     assert output.count("Saved checkpoint at epoch: 2") == 1  # by global rank 0 only
-    assert sorted(p.name for p in (tmp_path / "models").glob("checkpoint_epoch=*.pt")) == ["checkpoint_epoch=2.pt"]
+    assert (tmp_path / "models" / "checkpoint_epoch=2.pt").is_file()
     second_epoch = _log(tmp_path)["train_loss"][len(first_epoch) :]
     steps = [step for step, _ in second_epoch]
     # the single process ran 4 iterations of batch 2; each node 2 of the 8 items shared out (iterations 5 and 6)
