@@ -151,7 +151,7 @@ def sam_mix_figures(out: Path, dry: bool) -> list[Figure]:
 
 def training_figures(out: Path, dry: bool) -> list[Figure]:
     summary = read_json(out / "cmr2dt_sam" / "runs" / "eval" / "summary.json")
-    dice = [row["dice"]["mean"] for row in summary["classes"].values() if "dice" in row]
+    dice = [entry["all"]["dice"]["mean"] for entry in summary["classes"].values() if "dice" in entry["all"]]
     epochs = sum(1 for _ in (out / "cmr2dt_sam" / "models").glob("checkpoint_epoch=*.pt"))
     return [
         Figure("cmr2dt_sam test mean Dice (short bf16 training)", round(dice[0], 4) if dice else None, "reported"),
