@@ -26,6 +26,11 @@ from monai.handlers import MLFlowHandler, StatsHandler, TensorBoardHandler
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
+from .progress import TrainingProgress
+from .report import EvaluationReport, LearningCurves
+from .tracking import EvaluationTracker, TrainingTracker
+from .training_log import TrainingLog
+
 logger = logging.getLogger(__name__)
 
 LAUNCH = (
@@ -153,27 +158,27 @@ class AverageLossOverRanks:
             item[self.key] = mean
 
 
-WRITERS: tuple[type, ...] = (MonaiCheckpointSaver, StatsHandler, TensorBoardHandler, MLFlowHandler)
-"""Handler types that write the run's outputs; :func:`rank_handlers` keeps them on rank 0 only. samzoo's writers
-(progress, training log, tracking, reports) are added by :func:`_writers`."""
-
-
-def _writers() -> tuple[type, ...]:
-    from .progress import TrainingProgress
-    from .report import EvaluationReport, LearningCurves
-    from .tracking import EvaluationTracker, TrainingTracker
-    from .training_log import TrainingLog
-
-    samzoo = (TrainingProgress, TrainingLog, TrainingTracker, EvaluationTracker, EvaluationReport, LearningCurves)
-    return WRITERS + samzoo
+WRITERS: tuple[type, ...] = (
+    MonaiCheckpointSaver,
+    StatsHandler,
+    TensorBoardHandler,
+    MLFlowHandler,
+    TrainingProgress,
+    TrainingLog,
+    TrainingTracker,
+    EvaluationTracker,
+    EvaluationReport,
+    LearningCurves,
+)
+"""Handler types that write the run's outputs (checkpoints, logs, progress, MLflow, reports and figures);
+:func:`rank_handlers` keeps them on rank 0 only."""
 
 
 def rank_handlers(handlers: Sequence[Any] | None, average_loss: bool = False) -> list[Any]:
     """The handlers this process runs: all of them on rank 0; on the other ranks those that take part in training
     (learning-rate schedules, validation, resuming...), without the writers (checkpoints, logs, progress bars,
     MLflow, reports). ``average_loss`` puts :class:`AverageLossOverRanks` first (for a trainer's handlers)."""
-    writers = _writers()
-    kept = [h for h in handlers or () if is_main() or not isinstance(h, writers)]
+    kept = [h for h in handlers or () if is_main() or not isinstance(h, WRITERS)]
     return [AverageLossOverRanks(), *kept] if average_loss and is_distributed() else kept
 
 
