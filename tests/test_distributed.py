@@ -127,8 +127,9 @@ def test_two_processes_train_validate_on_all_shards_and_resume_on_one(bundle, ti
     assert epoch == 1
     assert _validate_in_process(files, overrides) == pytest.approx(score, abs=1e-5)
 
-    # The checkpoint the two ranks wrote resumes in one process at the next epoch.
+    # The checkpoint the two ranks wrote resumes in one process at the next epoch, a whole pass over the data.
     assert _train_in_process(files, {**overrides, "max_epochs": 2}, 2) == [2]
+    assert len(_log(tmp_path)["train_loss"]) == len(log["train_loss"]) + batches
     assert (tmp_path / "models" / "checkpoint_epoch=2.pt").is_file()
 
 
@@ -166,5 +167,6 @@ def test_one_process_checkpoint_resumes_on_two_loopback_nodes(tiny_demos, tmp_pa
     assert (tmp_path / "models" / "checkpoint_epoch=2.pt").is_file()
     second_epoch = _log(tmp_path)["train_loss"][len(first_epoch) :]
     steps = [step for step, _ in second_epoch]
-    # the single process ran 4 iterations of batch 2; each node 2 of the 8 items shared out (iterations 5 and 6)
-    assert len(first_epoch) == 4 and steps == [5, 6]
+    # The single process ran 4 iterations of batch 2; each node runs 2 on its half of the 8 items, an epoch being
+    # one pass over the data whatever the checkpoint's epoch length was. The count restarts at 1 epoch x 2 iterations.
+    assert len(first_epoch) == 4 and steps == [3, 4]
