@@ -254,6 +254,7 @@ def test_ct_layout_trains_and_evaluates_on_sam_mix_grid(tmp_path: Path) -> None:
     """The CT variant through monai.bundle on the synthetic CT demo: volumes windowed, resized and cut to their
     middle slices as the sam_mix bundle prepares them, a CT-normalised nnU-Net dataset of the manifest's volumes,
     and the report on whole test volumes of the network's grid (64 x 64 here to keep the test short)."""
+    from samzoo.nnunet.ct import network_grid_datalist
     from samzoo.transforms.ct import middle_slice_range
 
     data = write_demo("ct", tmp_path / "demo")
@@ -273,6 +274,9 @@ def test_ct_layout_trains_and_evaluates_on_sam_mix_grid(tmp_path: Path) -> None:
             assert image.shape == (64, 64, kept) and item["num_slices"] == kept
             assert image.min() >= 0.0 and image.max() <= 1.0  # the abdominal window scaled to [0, 1]
             assert set(np.unique(load_label(item["label"]).array)) <= {0, 1}
+    assert network_grid_datalist(data, grid.parent, 64) == str(grid)  # the same grid is reused
+    with pytest.raises(DataError, match="another grid"):
+        network_grid_datalist(data, grid.parent, 64, slice_fraction=0.5)
     volumes = json.loads((root / "runs" / "manifest.json").read_text())["volumes"]
     assert len(volumes) == 4 and all(v["annotated"] == list(range(v["slices"])) for v in volumes.values())
     raw = json.loads((root / "runs" / "nnunet" / "raw" / "Dataset001_samzoo" / "dataset.json").read_text())

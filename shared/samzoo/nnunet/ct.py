@@ -11,6 +11,8 @@ slice, so evaluation scores whole volumes on the network's grid, as the sam_mix 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,9 @@ def network_grid_datalist(
     Images are windowed and scaled to [0, 1] (float32), labels resized by nearest neighbour, both in RAS order
     with the affine the preprocessing leaves; training and validation volumes keep the middle ``slice_fraction`` of
     their slices (None: all). Items keep their fields, with ``spacing``, ``num_slices`` and ``liver_slices`` of the
-    grid and ``slice_start``, the source slice of grid slice 0. A folder written with the same source and settings
-    is reused; one holding anything else is refused.
+    grid and ``slice_start``, the source slice of grid slice 0. The folder is written complete or not at all (a
+    temporary folder renamed into place); one written with the same source and settings is reused, one holding
+    anything else is refused.
     """
     dst = Path(dst)
     record = {
@@ -51,11 +54,21 @@ def network_grid_datalist(
     if dst.exists() and any(dst.iterdir()):
         raise DataError(dst, "exists and holds no grid datalist; it is left alone (choose another folder)")
     grid: dict[str, Any] = {**datalist_info(datalist), GRID_KEY: record}
-    for split in SPLITS:
-        fraction = None if split == "test" else slice_fraction
-        transform = ct_volume_transforms(spatial_size=int(image_size), slice_fraction=fraction)
-        grid[split] = [_grid_item(item, transform(item), dst) for item in load_datalist(datalist, split)]
-    return str(write_datalist(grid, dst))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))  # renamed into place when complete
+    try:
+        for split in SPLITS:
+            fraction = None if split == "test" else slice_fraction
+            transform = ct_volume_transforms(spatial_size=int(image_size), slice_fraction=fraction)
+            grid[split] = [_grid_item(item, transform(item), tmp) for item in load_datalist(datalist, split)]
+        write_datalist(grid, tmp)
+        if dst.exists():
+            dst.rmdir()
+        tmp.rename(dst)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return str(path)
 
 
 def _grid_item(item: dict[str, Any], volume: dict[str, Any], dst: Path) -> dict[str, Any]:
