@@ -10,7 +10,7 @@ Outputs (``samzoo compare``, see docs/metrics.md): ``comparison.md`` with
 - per class, the CMR2D+T-SAM Table 1 layout: Dice and HD (pixel) per slice position (all, basal, mid, apical) per
   method, mean ± std over the evaluated slices (seeds pooled);
 - per class, the SAM-Mix Tables 1-2 layout: Dice and HD per method and number of labels, mean ± std over the seeds
-  of each run's mean over slices;
+  of each run's mean over slices (the mean alone for a single run);
 - per class, paired per-slice differences of every method against the best baseline (highest mean Dice) with the
   Wilcoxon signed-rank p-value;
 
@@ -209,6 +209,8 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def _cell(stats: Mapping[str, Any] | None, digits: int) -> str:
     if stats is None:
         return "-"
+    if stats["std"] is None:
+        return f"{stats['mean']:.{digits}f}"
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
@@ -272,7 +274,9 @@ class Comparison:
             cells = []
             for metric, _ in self.metrics:
                 means = [m for m in (_mean(row[metric] for row in r) for r in per_run) if m is not None]
-                stats = describe(means) if means else None
+                stats: dict[str, Any] | None = describe(means) if means else None
+                if stats and stats["count"] == 1:  # one run has no spread; a std of 0 would claim one
+                    stats["std"] = None
                 cells.append(_cell(stats, 3))
                 if stats:
                     self._record("seeds", name, group, "all", metric, stats)
