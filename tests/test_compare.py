@@ -157,6 +157,24 @@ def test_run_lists_from_files_and_cli(study, tmp_path):
     assert (tmp_path / "a" / "comparison.csv").read_text() == (tmp_path / "b" / "comparison.csv").read_text()
 
 
+def test_runs_of_one_view_compare_on_a_split_that_holds_other_views_too(study, tmp_path):
+    """Cine bundles evaluate the views they were trained on (SAX) of a split that may also hold LAX slices: the
+    comparison takes the views every run evaluated, and refuses runs that evaluated different views."""
+    datalist, score = study
+    data = json.loads(datalist.read_text())
+    lax = {**_item(0), "image": "lax.nii.gz", "label": "lax_gt.nii.gz", "view": "LAX", "slice_index": 0}
+    save_nifti(_lv(), np.eye(4), datalist.parent / lax["label"])
+    data["test"].append(lax)
+    both = datalist.with_name("sax_and_lax.json")
+    both.write_text(json.dumps(data))
+    md = compare(both, _runs(score), tmp_path / "cmp")
+    assert "| SAM | all | 2 |" in md.read_text()
+    save_nifti(_lv(), np.eye(4), datalist.parents[1] / "both" / "pred" / lax["label"])  # and a LAX prediction
+    runs = [*_runs(score)[:1], {"method": "both views", "report": str(score("both", (0, 0, 0), both))}]
+    with pytest.raises(ComparisonError, match=r"unet2d: evaluated on another split \(views \['SAX'\] vs \['LAX', 'S"):
+        compare(both, runs, tmp_path / "refused")
+
+
 def test_refuses_a_run_scored_on_another_split(study, tmp_path):
     datalist, score = study
     data = json.loads(datalist.read_text())

@@ -191,6 +191,9 @@ def check_comparable(
                     f"selection {split.get('selection')} vs {expected['selection']}"
                     if split.get("selection") != expected["selection"]
                     else "",
+                    f"views {split.get('views')} vs {expected['views']}"
+                    if "views" in split and split["views"] != expected["views"]
+                    else "",
                 )
                 if part
             )
@@ -441,8 +444,12 @@ def compare(
     items = load_datalist(datalist, split)
     if not items:
         raise ComparisonError(datalist, f"split {split!r} has no items")
-    selections = {json.dumps(s.get("evaluation", {}).get("split", {}).get("selection", {})) for s in summaries}
+    splits = [s.get("evaluation", {}).get("split", {}) for s in summaries]
+    selections = {json.dumps(split.get("selection", {})) for split in splits}
     selection = json.loads(selections.pop()) if len(selections) == 1 else {}
+    views = {json.dumps(split.get("views")) for split in splits}
+    if len(views) == 1 and (recorded := json.loads(views.pop())) is not None:  # the views every run evaluated
+        items = [item for item in items if item.get("view") in recorded]
     check_comparable(parsed, [s.get("evaluation") for s in summaries], split_fingerprint(items, selection))
     comparison = Comparison(parsed, [read_rows(folder / "metrics.csv") for folder in folders])
     out_dir = Path(out_dir)
