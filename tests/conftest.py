@@ -32,3 +32,15 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_demos(tmp_path_factory) -> dict[str, Path]:
+    """Small datalists of the cine and CT demos (enough items for two ranks, few iterations)."""
+    from samzoo.data.demo import write_demo
+    from tiny_bundles import small_datalist
+
+    root = tmp_path_factory.mktemp("ddp_demo")
+    cine = write_demo("cine", root / "cine", cases=6, seed=3)
+    ct = write_demo("ct", root / "ct")
+    return {"cine": small_datalist(cine, {"training": 8, "validation": 3}), "ct": ct}

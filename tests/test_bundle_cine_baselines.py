@@ -98,8 +98,15 @@ def test_archive_holds_merged_configs_that_run_alone(tmp_path):
     with zipfile.ZipFile(archive) as zf:
         train = json.loads(zf.read("cine_baselines/configs/train.json"))
         evaluate = json.loads(zf.read("cine_baselines/configs/evaluate.json"))
+        inference = json.loads(zf.read("cine_baselines/configs/inference.json"))
     # the base's data path and trainer, the bundle's network and name
     assert train["train"]["trainer"]["_target_"] == "SupervisedTrainer"
     assert train["network_def"]["_target_"] == "scripts.samzoo.networks.cine_unets.Framewise"
     assert train["bundle_root"] == "." and train["experiment_name"] == "cine_baselines"
     assert evaluate["run_name"] == "$@variant + '/evaluate'" and "validate#handlers" in evaluate
+    # inference.json declares no network of its own: the archive holds train.json's, resolved from the % references
+    raw = json.loads((CONFIGS / "inference.json").read_text())
+    assert raw["network_def"] == "%bundles/cine_baselines/configs/train.json#network_def"
+    assert inference["network_def"] == train["network_def"] and inference["unet_features"] == train["unet_features"]
+    assert inference["use_text_prompt"] is False and inference["inferer"]["_target_"].startswith("scripts.samzoo.")
+    assert not [k for k, v in inference.items() if isinstance(v, str) and v.startswith("%")]

@@ -64,6 +64,7 @@ def test_tensor_labelling_matches_scipy_on_random_cams(max_boxes):
             assert boxes.shape == (12, max_boxes, 4)  # fixed by max_boxes, whatever the maps hold
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_tensor_labelling_never_waits_for_the_gpu():
     cams = F.interpolate(torch.randn(6, 1, 32, 32), size=(256, 256), mode="bilinear", align_corners=False)[:, 0]

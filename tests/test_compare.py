@@ -121,7 +121,10 @@ def test_tables_hold_the_hand_computed_metrics(study, tmp_path):
     # seeds layout: run means 11/12 and 1 -> mean and sample std over the two seeds
     assert _value(rows, "seeds", "SAM", "all", "dice") == pytest.approx((11 / 12 + 1) / 2, abs=1e-6)
     assert _value(rows, "seeds", "SAM", "all", "dice", "std") == pytest.approx(np.std([11 / 12, 1.0], ddof=1), abs=1e-6)
-    assert _value(rows, "seeds", "cine_baselines/unet2d", "all", "dice", "std") == 0
+    # a single run has no spread over seeds: no std in the CSV, the mean alone in the table
+    key = ("seeds", "cine_baselines/unet2d", "dice")
+    (single,) = [r for r in rows if (r["table"], r["method"], r["metric"]) == key]
+    assert single["std"] == "" and single["n"] == "1"
     # paired against the best baseline (unet3d): SAM's seed-averaged Dice is +0.25 on 4 planes, +0.125 on 2
     paired = [r for r in rows if r["table"] == "paired"]
     assert {r["reference"] for r in paired} == {"cine_baselines/unet3d"}
@@ -130,7 +133,7 @@ def test_tables_hold_the_hand_computed_metrics(study, tmp_path):
     assert _value(rows, "paired", "cine_baselines/unet2d", "all", "dice") == pytest.approx(-0.25)
     text = md.read_text()
     assert "| Dice | cine_baselines/unet2d | 0.500 ± 0.000 | 0.500 ± 0.000 | 0.500 ± 0.000 | 0.500 ± 0.000 |" in text
-    assert "| SAM | all | 2 |" in text
+    assert "| SAM | all | 2 |" in text and "| cine_baselines/unet2d | all | 1 | 0.500 | 4.000 |" in text
     assert "HD (mm)" not in text  # spacing unknown in every run
     figures = sorted(p.name for p in (tmp_path / "cmp" / "figures").iterdir())
     assert figures == ["box_LV_dice.png", "box_LV_hd_px.png"]
@@ -152,6 +155,24 @@ def test_run_lists_from_files_and_cli(study, tmp_path):
     specs = f"cine_baselines/unet2d={root / 'unet2d'},cine_baselines/unet3d={root / 'unet3d'}"
     SamzooCLI().compare(str(datalist), specs, str(tmp_path / "b"))
     assert (tmp_path / "a" / "comparison.csv").read_text() == (tmp_path / "b" / "comparison.csv").read_text()
+
+
+def test_runs_of_one_view_compare_on_a_split_that_holds_other_views_too(study, tmp_path):
+    """Cine bundles evaluate the views they were trained on (SAX) of a split that may also hold LAX slices: the
+    comparison takes the views every run evaluated, and refuses runs that evaluated different views."""
+    datalist, score = study
+    data = json.loads(datalist.read_text())
+    lax = {**_item(0), "image": "lax.nii.gz", "label": "lax_gt.nii.gz", "view": "LAX", "slice_index": 0}
+    save_nifti(_lv(), np.eye(4), datalist.parent / lax["label"])
+    data["test"].append(lax)
+    both = datalist.with_name("sax_and_lax.json")
+    both.write_text(json.dumps(data))
+    md = compare(both, _runs(score), tmp_path / "cmp")
+    assert "| SAM | all | 2 |" in md.read_text()
+    save_nifti(_lv(), np.eye(4), datalist.parents[1] / "both" / "pred" / lax["label"])  # and a LAX prediction
+    runs = [*_runs(score)[:1], {"method": "both views", "report": str(score("both", (0, 0, 0), both))}]
+    with pytest.raises(ComparisonError, match=r"unet2d: evaluated on another split \(views \['SAX'\] vs \['LAX', 'S"):
+        compare(both, runs, tmp_path / "refused")
 
 
 def test_refuses_a_run_scored_on_another_split(study, tmp_path):

@@ -18,7 +18,7 @@ from samzoo.data.nifti import load_label, load_nifti
 from samzoo.errors import DataError
 from samzoo.nnunet.dataset import MARKER, write_raw_dataset
 from samzoo.nnunet.folders import use_run_folders
-from samzoo.nnunet.manifest import draw_manifest, save_manifest, stack_volumes
+from samzoo.nnunet.manifest import draw_manifest, run_manifest, save_manifest, stack_volumes
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "nnunet" / "configs"
 TINY = {"max_epochs": 1, "epoch_length": 1, "val_iterations": 1, "batch_size": 2}
@@ -236,8 +236,6 @@ def test_study_tables_follow_the_thesis_layout(tmp_path: Path) -> None:
 
 
 def test_cine_layout_ignores_every_frame_but_ed_and_es(demo: Path, tmp_path: Path) -> None:
-    from samzoo.nnunet.manifest import run_manifest
-
     manifest = run_manifest(demo, tmp_path / "manifest.json", "cine", num_volumes=2, seed=0)
     folder = write_raw_dataset(demo, tmp_path / "raw", 2, "cine", "cine", manifest)
     items = {f"{i['case_id']}_{i['view']}_s{i['slice_index']:02d}": i for i in load_datalist(demo, "training")}
@@ -249,3 +247,47 @@ def test_cine_layout_ignores_every_frame_but_ed_and_es(demo: Path, tmp_path: Pat
         assert all((label[..., t] == 4).all() == (t not in frames) for t in range(label.shape[-1]))
     with pytest.raises(DataError, match="layout 'stack'"):
         run_manifest(demo, tmp_path / "other.json", "cine", regions="M")
+
+
+@pytest.mark.slow
+def test_ct_layout_trains_and_evaluates_on_sam_mix_grid(tmp_path: Path) -> None:
+    """The CT variant through monai.bundle on the synthetic CT demo: volumes windowed, resized and cut to their
+    middle slices as the sam_mix bundle prepares them, a CT-normalised nnU-Net dataset of the manifest's volumes,
+    and the report on whole test volumes of the network's grid (64 x 64 here to keep the test short)."""
+    from samzoo.nnunet.ct import network_grid_datalist
+    from samzoo.transforms.ct import middle_slice_range
+
+    data = write_demo("ct", tmp_path / "demo")
+    root = tmp_path / "bundle"
+    settings = {"bundle_root": str(root), "dataset_dir": str(data.parent), "image_size": 64, "num_volumes": 4}
+    configs = [str(CONFIGS / "train.json"), str(CONFIGS / "variants" / "ct.json")]
+    run(config_file=configs, **settings, **TINY)
+    run(config_file=[*configs, str(CONFIGS / "evaluate.json")], **settings, **TINY)
+
+    grid = root / "runs" / "network_grid" / "datalist.json"
+    depths = {i["case_id"]: i["num_slices"] for s in ("training", "test") for i in load_datalist(data, s)}
+    for split in ("training", "test"):
+        for item in load_datalist(grid, split):
+            depth = depths[item["case_id"]]
+            kept = len(middle_slice_range(depth, 0.3)) if split == "training" else depth  # test volumes stay whole
+            image = load_nifti(item["image"]).array
+            assert image.shape == (64, 64, kept) and item["num_slices"] == kept
+            assert image.min() >= 0.0 and image.max() <= 1.0  # the abdominal window scaled to [0, 1]
+            assert set(np.unique(load_label(item["label"]).array)) <= {0, 1}
+    assert network_grid_datalist(data, grid.parent, 64) == str(grid)  # the same grid is reused
+    with pytest.raises(DataError, match="another grid"):
+        network_grid_datalist(data, grid.parent, 64, slice_fraction=0.5)
+    volumes = json.loads((root / "runs" / "manifest.json").read_text())["volumes"]
+    assert len(volumes) == 4 and all(v["annotated"] == list(range(v["slices"])) for v in volumes.values())
+    raw = json.loads((root / "runs" / "nnunet" / "raw" / "Dataset001_samzoo" / "dataset.json").read_text())
+    assert raw["channel_names"] == {"0": "CT"} and raw["numTraining"] == 4 + 1  # the manifest's volumes + validation
+    with pytest.raises(DataError, match="layout 'stack'"):
+        run_manifest(grid, tmp_path / "other.json", "ct", num_slices=2)
+
+    report = root / "runs" / "eval"
+    assert set(json.loads((report / "summary.json").read_text())["classes"]) == {"liver"}
+    rows = list(csv.DictReader((report / "metrics.csv").read_text().splitlines()))
+    test_items = load_datalist(grid, "test")
+    assert len(rows) == sum(i["num_slices"] for i in test_items)  # every slice of the whole test volumes
+    prediction = load_label(report / "predictions" / Path(test_items[0]["label"]).name).array
+    assert prediction.shape == load_label(test_items[0]["label"]).array.shape

@@ -430,6 +430,21 @@ def test_bad_inference_input_stops_before_anything_is_written(tmp_path, problem)
     assert not (tmp_path / "bundle" / "runs").exists()
 
 
+@pytest.mark.parametrize("bundle", ["sam_mix", "ct_baselines"])
+def test_inference_sees_the_slices_evaluation_sees(tmp_path, bundle):
+    """inference.json preprocesses a volume exactly as training and evaluation do (window, resize), every slice."""
+    rng = np.random.default_rng(0)
+    image = _ct(tmp_path / "ct.nii.gz", rng.uniform(-300, 400, (20, 18, 5)), np.diag([1.5, 1.5, 3.0, 1.0]))
+    label = _ct(tmp_path / "label.nii.gz", np.zeros((20, 18, 5)), np.diag([1.5, 1.5, 3.0, 1.0]))
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.json"))
+    parser["image_size"] = 16
+    seen = parser.get_parsed_content("preprocessing")({"image": image})["image"]
+    evaluated = ct_volume_transforms(spatial_size=16, slice_fraction=None)({"image": image, "label": label})["image"]
+    assert seen.shape == (1, 16, 16, 5) and 0.0 <= float(seen.min()) < float(seen.max()) <= 1.0
+    torch.testing.assert_close(seen.as_tensor(), evaluated.as_tensor())
+
+
 def test_presence_rows_name_the_slice_of_the_input_file(tmp_path):
     """A CT stored from superior to inferior: the network's RAS slice z is slice depth - 1 - z of the file."""
     volume = np.full((6, 5, 4), -1000.0)

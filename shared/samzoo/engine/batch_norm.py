@@ -7,7 +7,9 @@ starting values and by batches seen with older weights, and in a deep pre-activa
 from layer to layer: the SAM-Mix classifier then gives every slice nearly the same presence probability in
 evaluation although it separates them in training. Recomputing the statistics as plain averages over training
 batches with the weights as they are (Wu and Johnson, "Rethinking 'Batch' in BatchNorm", 2021) removes the
-mismatch for the cost of forward passes; dropout is off meanwhile, as it is in evaluation.
+mismatch for the cost of forward passes; dropout is off meanwhile, as it is in evaluation. Under several processes
+each rank averages over its own batches and the ranks then take the mean of their statistics, so every rank
+validates and saves the same network.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Iterable
 import torch
 from ignite.engine import Engine, Events
 from torch import nn
+
+from .distributed import all_reduce_mean
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,9 @@ def recalibrate_batch_norm(module: nn.Module, batches: Iterable[torch.Tensor]) -
             count += 1
     for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
+        for stats in (layer.running_mean, layer.running_var):
+            if stats is not None:
+                stats.copy_(all_reduce_mean(stats))
     module.train(training)
     return count
 

@@ -245,7 +245,7 @@ class ResumeFromLatestCheckpoint:
             )
 
     def __call__(self, engine: Engine) -> None:
-        max_epochs = engine.state.max_epochs
+        max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         absent = sorted(set(self.load_dict) - set(self._checkpoint))
         if absent:
             logger.warning("%s holds no %s; they start afresh, so the run may not repeat exactly", self._path, absent)
@@ -257,6 +257,14 @@ class ResumeFromLatestCheckpoint:
                 self._path, f"the checkpoint is at epoch {engine.state.epoch}, beyond max_epochs={max_epochs}"
             )
         engine.state.max_epochs = max_epochs
+        if epoch_length is not None and engine.state.epoch_length != epoch_length:
+            # another number of processes or batch size: an epoch is still one pass over this run's loader, and the
+            # iteration count restarts at the whole epochs done (ignite reads a partial epoch from it otherwise)
+            logger.info(
+                "epochs had %d iterations in the checkpoint and have %d now", engine.state.epoch_length, epoch_length
+            )
+            engine.state.epoch_length = epoch_length
+            engine.state.iteration = engine.state.epoch * epoch_length
         logger.info("resumed from %s at epoch %d", self._path, engine.state.epoch)
 
 

@@ -10,7 +10,7 @@ Outputs (``samzoo compare``, see docs/metrics.md): ``comparison.md`` with
 - per class, the CMR2D+T-SAM Table 1 layout: Dice and HD (pixel) per slice position (all, basal, mid, apical) per
   method, mean ± std over the evaluated slices (seeds pooled);
 - per class, the SAM-Mix Tables 1-2 layout: Dice and HD per method and number of labels, mean ± std over the seeds
-  of each run's mean over slices;
+  of each run's mean over slices (the mean alone for a single run);
 - per class, paired per-slice differences of every method against the best baseline (highest mean Dice) with the
   Wilcoxon signed-rank p-value;
 
@@ -191,6 +191,9 @@ def check_comparable(
                     f"selection {split.get('selection')} vs {expected['selection']}"
                     if split.get("selection") != expected["selection"]
                     else "",
+                    f"views {split.get('views')} vs {expected['views']}"
+                    if "views" in split and split["views"] != expected["views"]
+                    else "",
                 )
                 if part
             )
@@ -209,6 +212,8 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def _cell(stats: Mapping[str, Any] | None, digits: int) -> str:
     if stats is None:
         return "-"
+    if stats["std"] is None:
+        return f"{stats['mean']:.{digits}f}"
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
@@ -272,7 +277,9 @@ class Comparison:
             cells = []
             for metric, _ in self.metrics:
                 means = [m for m in (_mean(row[metric] for row in r) for r in per_run) if m is not None]
-                stats = describe(means) if means else None
+                stats: dict[str, Any] | None = describe(means) if means else None
+                if stats and stats["count"] == 1:  # one run has no spread; a std of 0 would claim one
+                    stats["std"] = None
                 cells.append(_cell(stats, 3))
                 if stats:
                     self._record("seeds", name, group, "all", metric, stats)
@@ -437,8 +444,12 @@ def compare(
     items = load_datalist(datalist, split)
     if not items:
         raise ComparisonError(datalist, f"split {split!r} has no items")
-    selections = {json.dumps(s.get("evaluation", {}).get("split", {}).get("selection", {})) for s in summaries}
+    splits = [s.get("evaluation", {}).get("split", {}) for s in summaries]
+    selections = {json.dumps(split.get("selection", {})) for split in splits}
     selection = json.loads(selections.pop()) if len(selections) == 1 else {}
+    views = {json.dumps(split.get("views")) for split in splits}
+    if len(views) == 1 and (recorded := json.loads(views.pop())) is not None:  # the views every run evaluated
+        items = [item for item in items if item.get("view") in recorded]
     check_comparable(parsed, [s.get("evaluation") for s in summaries], split_fingerprint(items, selection))
     comparison = Comparison(parsed, [read_rows(folder / "metrics.csv") for folder in folders])
     out_dir = Path(out_dir)

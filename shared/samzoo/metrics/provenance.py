@@ -39,6 +39,8 @@ def _label_digest(path: str) -> str:
 def split_fingerprint(items: Sequence[Mapping[str, Any]], selection: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The evaluated cases and one SHA-256 over every item's scoring fields and label values.
 
+    ``views`` lists the items' views (``[None]`` for items without one, as CT), so that a comparison can take the
+    same views of a datalist whose split holds others too (a SAX-only evaluation of a split with LAX slices).
     ``selection`` describes a rule that leaves planes of the items out of the scores (e.g. sam_mix's
     ``{"slice_fraction": 0.3}``); it enters the hash, so two reports scored on different parts of the same items
     differ.
@@ -50,6 +52,7 @@ def split_fingerprint(items: Sequence[Mapping[str, Any]], selection: Mapping[str
     digest = hashlib.sha256(json.dumps([records, dict(selection or {})], sort_keys=True).encode())
     return {
         "cases": sorted({str(item.get("case_id", "")) for item in items}),
+        "views": sorted({item.get("view") for item in items}, key=str),
         "items": len(items),
         "selection": dict(selection or {}),
         "sha256": digest.hexdigest(),

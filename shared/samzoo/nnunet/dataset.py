@@ -12,6 +12,11 @@ Two layouts of a cine datalist:
 - ``cine``: one 3D case per slice item, (H, W, T) with time as the third axis (CMR2D+T-SAM's nnUNet-3D); only the
   labelled frames (ED, ES) carry labels.
 
+And one of a CT datalist:
+
+- ``ct``: one 3D case per CT volume, as stored (the bundle's CT variant writes the volumes on SAM-Mix's grid first,
+  :func:`~samzoo.nnunet.ct.network_grid_datalist`); nnU-Net's ``2d`` configuration trains on its axial slices.
+
 Voxels without annotation get nnU-Net's ignore label (``"ignore"`` in ``dataset.json``, one above the last class),
 so nnU-Net leaves them out of the loss and of its patch sampling; ``unannotated="background"`` writes 0 instead, the
 thesis's zeroing, which teaches them as background. Images are written with a diagonal affine of the voxel size
@@ -39,7 +44,9 @@ from .folders import AUGMENTATION_WORKERS
 from .manifest import stack_volumes
 from .workers import worker_threads
 
-LAYOUTS = ("stack", "cine")
+LAYOUTS = ("stack", "cine", "ct")
+CHANNELS = {"stack": "MRI", "cine": "MRI", "ct": "CT"}
+"""nnU-Net's channel name per layout; it picks the normalisation (``CT``: nnU-Net's CT scheme, others z-score)."""
 UNANNOTATED = ("ignore", "background")
 MARKER = "samzoo_dataset.json"
 """File in the raw dataset folder recording what it was written from; a folder without it is never touched."""
@@ -91,6 +98,30 @@ def cine_arrays(item: Mapping[str, Any], fill: int) -> tuple[np.ndarray, np.ndar
     return image, label
 
 
+def volume_arrays(item: Mapping[str, Any], annotated: set[int] | None, fill: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image and label (X, Y, Z) of one volume item (CT); slices outside ``annotated`` (None: all) get ``fill``."""
+    image = load_nifti(item["image"]).array
+    label = load_label(item["label"]).array.astype(np.uint8)
+    if image.shape != label.shape:
+        raise DataError(item["label"], f"label shape {label.shape} differs from the image's {image.shape}")
+    if annotated is not None:
+        label[..., np.setdiff1d(np.arange(label.shape[-1]), sorted(annotated))] = fill
+    return image, label
+
+
+def case_arrays(
+    case: Mapping[str, Any], annotated: Sequence[int] | None = None, fill: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image and label of one case of :func:`dataset_cases`, its unannotated slices (``stack``, ``ct``; None: all
+    annotated) or unlabelled frames (``cine``) set to ``fill``."""
+    kept = None if annotated is None else set(annotated)
+    if case["layout"] == "stack":
+        return stack_arrays({**case, "case_id": case["name"].rsplit("_", 1)[0]}, kept, fill)
+    if case["layout"] == "cine":
+        return cine_arrays(case["items"][0], fill)
+    return volume_arrays(case["items"][0], kept, fill)
+
+
 def cine_case_name(item: Mapping[str, Any]) -> str:
     """The case name of one cine slice item in the ``cine`` layout."""
     return f"{item['case_id']}_{item.get('view') or 'SAX'}_s{int(item['slice_index']):02d}"
@@ -99,8 +130,9 @@ def cine_case_name(item: Mapping[str, Any]) -> str:
 def dataset_cases(
     datalist: str | Path, split: str, layout: str, manifest: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """The nnU-Net cases of one split: ``name``, ``spacing`` (x, y, z), ``items`` (the datalist items it holds),
-    and for ``stack`` the ``frame`` and ``phase`` it shows. ``manifest`` keeps only its volumes (training)."""
+    """The nnU-Net cases of one split: ``name``, ``layout``, ``spacing`` (x, y, z), ``items`` (the datalist items
+    it holds), and for ``stack`` the ``frame`` and ``phase`` it shows. ``manifest`` keeps only its volumes
+    (training)."""
     if layout not in LAYOUTS:
         raise DataError(None, f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     items = load_datalist(datalist, split)
@@ -110,21 +142,20 @@ def dataset_cases(
             | {"phase": v["phase"]}
             for v in stack_volumes(items)
         ]
-    else:
+    elif layout == "cine":
         cases = [
             {"name": cine_case_name(item), "spacing": [*_spacing(item)[:2], 1.0], "items": [item]} for item in items
         ]
+    else:
+        cases = [{"name": item["case_id"], "spacing": _spacing(item), "items": [item]} for item in items]
+    cases = [{**case, "layout": layout} for case in cases]
     if manifest is not None:
         cases = [case for case in cases if case["name"] in manifest["volumes"]]
     return cases
 
 
 def _write_case(folder: Path, case: Mapping[str, Any], annotated: Sequence[int] | None, fill: int) -> None:
-    if "frame" in case:
-        volume = {**case, "case_id": case["name"].rsplit("_", 1)[0]}
-        image, label = stack_arrays(volume, None if annotated is None else set(annotated), fill)
-    else:
-        image, label = cine_arrays(case["items"][0], fill)
+    image, label = case_arrays(case, annotated, fill)
     affine = np.diag([*case["spacing"], 1.0])
     save_nifti(image.astype(np.float32), affine, folder / "imagesTr" / f"{case['name']}_0000.nii.gz")
     save_nifti(label, affine, folder / "labelsTr" / f"{case['name']}.nii.gz")
@@ -191,7 +222,7 @@ def write_raw_dataset(
         dataset_json = {
             "name": name,
             "description": f"written by samzoo from {record['datalist']} ({layout} layout)",
-            "channel_names": {"0": "MRI"},
+            "channel_names": {"0": CHANNELS[layout]},
             "labels": labels,
             "numTraining": len(training) + len(validation),
             "file_ending": ".nii.gz",

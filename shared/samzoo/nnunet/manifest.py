@@ -27,6 +27,7 @@ from ..transforms.sam_prompt import select_volumes
 
 REGIONS = {"A": "apical", "M": "mid", "B": "basal"}
 PHASES = ("ED", "ES")
+CT_PHASE = "CT"
 
 
 def stack_volumes(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -62,6 +63,22 @@ def stack_volumes(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return volumes
 
 
+def ct_volumes(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The volumes of CT datalist items, in :func:`stack_volumes`'s form: one per item, named by its ``case_id``,
+    phase ``CT``, every axial slice without a cardiac position."""
+    return [
+        {
+            "name": item["case_id"],
+            "patient_id": item["patient_id"],
+            "case_id": item["case_id"],
+            "phase": CT_PHASE,
+            "items": [{"slice_index": z} for z in range(int(item["num_slices"]))],
+            "positions": [None] * int(item["num_slices"]),
+        }
+        for item in items
+    ]
+
+
 def parse_regions(regions: str | Iterable[str] | None) -> list[str]:
     """Region letters (``"B+M"``, ``"BM"`` or ``["B", "M"]``) as slice positions in base-to-apex order."""
     if regions is None or regions == "":
@@ -84,8 +101,10 @@ def draw_manifest(
     regions: str | Iterable[str] | None = None,
     num_slices: int | None = None,
     seed: int = 0,
+    phases: Sequence[str] = PHASES,
 ) -> dict[str, Any]:
-    """The annotated subset of ``volumes`` (from :func:`stack_volumes`) for one setting and seed.
+    """The annotated subset of ``volumes`` (from :func:`stack_volumes` or :func:`ct_volumes`; ``phases`` are
+    theirs) for one setting and seed.
 
     ``num_volumes`` volumes are kept (None: all); of each, the slices in ``regions`` (None: every slice) and of
     those the first ``num_slices`` of the volume's seeded permutation (None: all of them). A volume left with no
@@ -94,7 +113,7 @@ def draw_manifest(
     if num_slices is not None and num_slices < 1:
         raise DataError(None, f"num_slices must be at least 1, got {num_slices}")
     wanted = parse_regions(regions)
-    kept = select_volumes(volumes, num_volumes, seed, PHASES)
+    kept = select_volumes(volumes, num_volumes, seed, phases)
     chosen: dict[str, Any] = {}
     without = []
     for volume in kept:
@@ -151,16 +170,18 @@ def run_manifest(
 ) -> dict[str, Any]:
     """The manifest of one run: drawn from the datalist's training split and saved to ``path``
     (:func:`save_manifest`). The ``cine`` layout keeps ``num_volumes`` ED/ES volumes as whole slices (one case per
-    slice, only ED and ES labelled); regions and slice counts apply to ``stack`` volumes only."""
+    slice, only ED and ES labelled), the ``ct`` layout ``num_volumes`` CT volumes with every slice; regions and
+    slice counts apply to ``stack`` volumes only."""
     from ..data.datalist import load_datalist
     from .dataset import cine_case_name
 
     items = load_datalist(datalist, "training")
-    volumes = stack_volumes(items)
-    if layout == "cine":
-        if regions or num_slices is not None:
-            raise DataError(None, "regions and num_slices select slices of stacks: use layout 'stack' for them")
-        manifest = draw_manifest(volumes, num_volumes, None, None, seed)
+    if layout != "stack" and (regions or num_slices is not None):
+        raise DataError(None, "regions and num_slices select slices of stacks: use layout 'stack' for them")
+    if layout == "ct":
+        manifest = draw_manifest(ct_volumes(items), num_volumes, seed=seed, phases=(CT_PHASE,))
+    elif layout == "cine":
+        manifest = draw_manifest(stack_volumes(items), num_volumes, None, None, seed)
         patients = {v["patient_id"] for v in manifest["volumes"].values()}
         manifest["volumes"] = {
             cine_case_name(item): {"patient_id": item["patient_id"], "annotated": item["labelled_frames"]}
@@ -168,7 +189,7 @@ def run_manifest(
             if item["patient_id"] in patients
         }
     else:
-        manifest = draw_manifest(volumes, num_volumes, regions, num_slices, seed)
+        manifest = draw_manifest(stack_volumes(items), num_volumes, regions, num_slices, seed)
     save_manifest(manifest, path)
     return manifest
 

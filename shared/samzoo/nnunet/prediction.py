@@ -24,7 +24,7 @@ from ignite.engine import Engine
 
 from ..data.nifti import load_label, load_nifti, nifti_stem, save_nifti
 from ..errors import DataError
-from .dataset import cine_arrays, stack_arrays
+from .dataset import case_arrays
 from .training import DESCRIPTION
 
 
@@ -129,10 +129,7 @@ class SegmentCases:
                 raise DataError(case["image"], f"expected one 3D image (X, Y, Z), got shape {volume.array.shape}")
             prediction = predict_volume(self.predictor, volume.array, volume.zooms[:3])
             return [save_nifti(prediction, volume.affine, case["output"])]
-        if "frame" in case:
-            image, _ = stack_arrays({**case, "case_id": case["name"]}, None, 0)
-        else:
-            image, _ = cine_arrays(case["items"][0], 0)
+        image, _ = case_arrays(case)
         prediction = predict_volume(self.predictor, image, case["spacing"])
         written = []
         for z, item in enumerate(case["items"]):
