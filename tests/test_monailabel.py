@@ -23,6 +23,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +56,11 @@ STARTUP_TIMEOUT_S = 150.0
 
 @dataclass
 class Server:
-    """A running MONAI Label server: its address, the trained bundle folders it serves (as packaged), its studies
-    folder and the log it writes."""
+    """A running MONAI Label server: its address, its app folder, the trained bundle folders it serves (as
+    packaged), its studies folder and the log it writes."""
 
     url: str
+    app: Path
     trained: Path
     studies: Path
     log: Path
@@ -151,9 +155,8 @@ def _write_interactive_bundle(bundle: Path) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("monailabel")
-    monailabel = [sys.executable, "-m", "monailabel.main"]
     subprocess.run(
-        [*monailabel, "apps", "--download", "--name", "monaibundle", "--output", str(root)],
+        [sys.executable, "-m", "monailabel.main", "apps", "--download", "--name", "monaibundle", "--output", str(root)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -172,19 +175,28 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     studies = root / "studies"
     _write_studies(studies)
 
+    with _serve(app, studies, (*BUNDLES, INTERACTIVE), root / "server.log", trained) as served:
+        yield served
+
+
+@contextmanager
+def _serve(
+    app: Path, studies: Path, models: Sequence[str], log: Path, trained: Path, *options: str
+) -> Iterator[Server]:
+    """A MONAI Label server on a free loopback port for the app folder's ``models``, stopped on exit."""
     url = f"http://127.0.0.1:{_free_port()}"
     command = [
-        *monailabel, "start_server", "--app", str(app), "--studies", str(studies),
+        sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
         "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
-        "--conf", "models", ",".join((*BUNDLES, INTERACTIVE)), "--conf", "zoo_source", "github",
-        "--conf", "skip_trainers", "true", "--conf", "sam2", "false",
+        "--conf", "models", ",".join(models), "--conf", "zoo_source", "github",
+        "--conf", "skip_trainers", "true", "--conf", "sam2", "false", *options,
     ]  # fmt: skip
-    served = Server(url=url, trained=trained, studies=studies, log=root / "server.log")
+    served = Server(url=url, app=app, trained=trained, studies=studies, log=log)
     # CPU and the suite's thread count, so the server computes exactly as the in-process bundle inference does;
     # an unbuffered log, so failures can show it
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with open(served.log, "wb") as log:
-        process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(served.log, "wb") as output:
+        process = subprocess.Popen(command, cwd=log.parent, stdout=output, stderr=subprocess.STDOUT, env=env)
     try:
         started = time.monotonic()
         while True:
@@ -331,3 +343,70 @@ def test_clicks_segment_the_slice_reusing_its_embedding(server: Server, tmp_path
     with pytest.raises(urllib.error.HTTPError):
         server.infer(INTERACTIVE, "disk", foreground=[[36, 28, 0], [36, 28, 2]], background=[])
     assert server.logged("prompt one slice"), server.log_tail()
+
+
+@pytest.fixture(scope="module")
+def threaded_server(server: Server) -> Iterator[Server]:
+    """The same app folder's cmr2dt_sam served with the infer endpoint off the event loop (docs/monailabel.md)."""
+    log = server.log.with_name("threaded_server.log")
+    options = ("--uvicorn_app", "samzoo.monailabel_app:app")
+    with _serve(server.app, server.studies, ("cmr2dt_sam",), log, server.trained, *options) as served:
+        yield served
+
+
+@dataclass
+class Burst:
+    """What ``BURST`` concurrent cine infer requests got: their labels and latencies, and the latencies of the
+    ``/info/`` requests sent one after another while they ran."""
+
+    labels: list[np.ndarray]
+    latencies: list[float]
+    info_latencies: list[float]
+
+
+BURST = 8
+
+
+def _burst(server: Server, tmp_path: Path) -> Burst:
+    def infer(index: int) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        label = _infer(server, "cmr2dt_sam", "cine", tmp_path / str(index))
+        return np.asarray(label.dataobj), time.perf_counter() - start
+
+    for index in range(BURST):
+        (tmp_path / str(index)).mkdir(parents=True)
+    info_latencies = []
+    with ThreadPoolExecutor(BURST) as pool:
+        futures = [pool.submit(infer, index) for index in range(BURST)]
+        while not all(future.done() for future in futures):
+            start = time.perf_counter()
+            server.get("/info/")
+            info_latencies.append(time.perf_counter() - start)
+            time.sleep(0.05)  # an annotator's client polling, leaving the cores to the inference
+        results = [future.result() for future in futures]
+    return Burst([label for label, _ in results], [latency for _, latency in results], info_latencies)
+
+
+def test_threaded_server_answers_a_burst_and_info_meanwhile(server: Server, threaded_server: Server, tmp_path: Path):
+    """Eight annotators at once: every request is answered with the single request's mask, each as soon as its own
+    inference ends, and /info/ answers during the burst; MONAI Label's default app holds all of them until the
+    burst ends."""
+    single = np.asarray(_infer(threaded_server, "cmr2dt_sam", "cine", tmp_path).dataobj)
+    assert (single == 2).any()
+    bursts = {}
+    for name, served in (("default", server), ("threaded", threaded_server)):
+        bursts[name] = burst = _burst(served, tmp_path / name)
+        for label in burst.labels:
+            np.testing.assert_array_equal(label, single)
+        print(
+            f"{name}: {BURST} concurrent requests answered after {min(burst.latencies):.2f}-"
+            f"{max(burst.latencies):.2f} s; {len(burst.info_latencies)} /info/ during the burst, slowest "
+            f"{max(burst.info_latencies):.2f} s"
+        )
+    threaded, default = bursts["threaded"], bursts["default"]
+    # one inference at a time, answered as each ends: the first request waits for one inference, not for eight
+    assert min(threaded.latencies) < 0.5 * max(threaded.latencies)
+    assert len(threaded.info_latencies) > 1 and max(threaded.info_latencies) < 0.5 * max(threaded.latencies)
+    # the default app answers nothing until the whole burst is done
+    assert min(default.latencies) > 0.8 * max(default.latencies)
+    assert max(default.info_latencies) > 2 * max(threaded.info_latencies)
