@@ -99,6 +99,13 @@ def test_sampling_hand_computed():
     assert sample_phase_indices(10, 15, 3, 7).tolist() == [0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7, 7, 8, 9, 9]
 
 
+def test_more_phases_than_frames_warns_with_the_file():
+    item = _item(num_frames=10, ed=3, es=7, labelled=[3, 7])
+    with pytest.warns(UserWarning, match="cine_007.nii.gz: 10 frames for 15 phases, so frames are repeated"):
+        out = SamplePhasesd(num_phases=15)(item)
+    assert out["frame_indices"].tolist() == [0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7, 7, 8, 9, 9]
+
+
 @pytest.mark.parametrize(("args", "message"), [((10, 15, 10, 2), "ed_frame 10"), ((10, 3, 0, -1), "es_frame -1")])
 def test_sampling_rejects_frames_outside(args, message):
     with pytest.raises(DataError, match=message):

@@ -11,6 +11,7 @@ constructible from plain keyword arguments, so bundle configs may list them one 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -140,6 +141,12 @@ class SamplePhasesd(MapTransform):
             for key in (self.ed_key, self.es_key):
                 if d.get(key) is None:
                     raise DataError(path, f"item has no {key!r}, needed to sample phases")
+            if num_frames < self.num_phases:  # allowed, so that short cines fill a batch, but never unnoticed
+                warnings.warn(
+                    f"{path}: {num_frames} frames for {self.num_phases} phases, so frames are repeated "
+                    "(a --num_phases up to the shortest cine's frame count avoids it)",
+                    stacklevel=2,
+                )
             try:
                 indices = sample_phase_indices(
                     num_frames, self.num_phases, int(d[self.ed_key]), int(d[self.es_key]), offset
