@@ -88,6 +88,11 @@ def test_a_side_that_the_encoder_cannot_halve_enough_is_refused_by_name():
         net(clip(size=18))
 
 
+def test_a_crop_that_the_encoder_cannot_halve_enough_is_refused_when_the_network_is_built():
+    with pytest.raises(DataError, match=r"roi_size 18: .* downsamples by 4, so the crop must be a multiple of 4"):
+        tiny_net(image_size=18)
+
+
 def test_an_encoder_without_spatio_temporal_blocks_is_refused_by_name():
     sam, _ = build_backbone("vit_tiny")
     sam.image_encoder = torch.nn.Conv2d(3, 256, kernel_size=16, stride=16)

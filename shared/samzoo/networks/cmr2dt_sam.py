@@ -16,6 +16,7 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
+from ..errors import DataError
 from .attention import two_way_block
 from .builder import build_backbone
 from .checkpoint import LoadReport
@@ -70,6 +71,12 @@ class CMR2DTSAM(nn.Module):
         self.encoder = spatiotemporal_encoder(
             backbone.image_encoder, unet_channels, adapter_ratio, adapter_scale, checkpoint_blocks
         )
+        if image_size % self.encoder.downsampling:  # found when the network is built, before any data is read
+            raise DataError(
+                None,
+                f"roi_size {image_size}: this network's encoder downsamples by {self.encoder.downsampling}, so the "
+                f"crop must be a multiple of {self.encoder.downsampling}",
+            )
         prompt_dim = backbone.prompt_encoder.embed_dim
         self.pe_layer = backbone.prompt_encoder.pe_layer
         self.no_mask_embed = backbone.prompt_encoder.no_mask_embed
