@@ -12,6 +12,7 @@ a bundle whose predictions need more (SAM prompting's per-slice logits) adds a s
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .training_log import read_training_log
 logger = logging.getLogger(__name__)
 
 
-class PredictionSource:
+class PredictionSource(ABC):
     """Where an :class:`EvaluationReport` gets the predictions it scores: a bundle's hook.
 
     The report calls :meth:`reset` when the evaluator starts, :meth:`collect` after every iteration and, when the
@@ -38,14 +39,17 @@ class PredictionSource:
     """
 
     def reset(self) -> None:
-        """Forget the predictions of an earlier run."""
+        """Forget the predictions of an earlier run (nothing to forget for a source that reads files)."""
+        return None
 
     def collect(self, engine: Engine) -> None:
-        """Take the predictions of the iteration that just completed (``engine.state.batch`` and ``output``)."""
+        """Take the predictions of the iteration that just completed (``engine.state.batch`` and ``output``); a
+        source that reads files takes nothing."""
+        return None
 
+    @abstractmethod
     def predictions(self) -> tuple[Sequence[Mapping[str, Any]], Iterable[LabelSource]]:
         """The evaluated datalist items and their predicted label maps, in the same order."""
-        raise NotImplementedError
 
     def keep(self, row: Mapping[str, Any]) -> bool:
         """Whether a metric row counts in the report (every row by default)."""
