@@ -1,4 +1,6 @@
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from samzoo.data.sources import resolve_datalist
@@ -30,3 +32,22 @@ def test_demo_is_written_once_then_reused(tmp_path, monkeypatch):
     second = resolve_datalist(None, "cine", tmp_path / "demo")
     assert first == second == str(tmp_path / "demo" / "prepared" / "datalist.json")
     assert calls == ["cine"]
+
+
+def test_processes_starting_on_a_missing_demo_write_it_once(tmp_path, monkeypatch):
+    """torchrun starts every rank on the same config: only one may write the demo, the others read it."""
+    writers, active = [], []
+
+    def slow_write_demo(kind, dst, **_):
+        active.append(kind)
+        writers.append(len(active))  # how many were writing at once
+        time.sleep(0.3)
+        (dst / "prepared").mkdir(parents=True)
+        (dst / "prepared" / "datalist.json").write_text("{}")
+        active.pop()
+
+    monkeypatch.setattr("samzoo.data.demo.write_demo", slow_write_demo)
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: resolve_datalist("", "cine", tmp_path / "demo"), range(4)))
+    assert paths == [str(tmp_path / "demo" / "prepared" / "datalist.json")] * 4
+    assert writers == [1]
