@@ -299,6 +299,11 @@ def _training(dataset: Callable[[Workspace], Path | str] = lambda ws: ws.prepare
     return command
 
 
+def _setting(*args: str, ckpt=None):
+    """Training on the prepared demo with the given command-line settings (and checkpoint folder)."""
+    return _training(lambda ws: ws.prepared, *args, ckpt=ckpt)
+
+
 def _stack(ws: Workspace) -> Path:
     return ws.raw / "patient001" / "patient001_4d.nii.gz"
 
@@ -618,35 +623,34 @@ CASES: dict[str, Case] = {
         r"has spacing '1mm'",
     ),
     "train/val_interval 0": (
-        _training(lambda ws: ws.prepared, "--val_interval", "0"),
+        _setting("--val_interval", "0"),
         "bad setting",
         r"val_interval must be a whole number of epochs >= 1",
     ),
     "train/val_interval beyond max_epochs": (
-        _training(lambda ws: ws.prepared, "--val_interval", "9"),
+        _setting("--val_interval", "9"),
         "bad setting",
         r"val_interval=9 exceeds max_epochs=2",
     ),
-    "train/batch_size 0": (_training(lambda ws: ws.prepared, "--batch_size", "0"), "bad setting", r"batch_size"),
+    "train/batch_size 0": (_setting("--batch_size", "0"), "bad setting", r"batch_size"),
     "train/resume maybe": (
-        _training(lambda ws: ws.prepared, "--resume", "maybe"),
+        _setting("--resume", "maybe"),
         "bad setting",
         r"option 'resume' must be true or false",
     ),
     "train/num_phases 0": (
-        _training(lambda ws: ws.prepared, "--num_phases", "0"),
+        _setting("--num_phases", "0"),
         "bad setting",
         r"num_phases must be a positive number",
     ),
-    "train/unknown backbone": (_training(lambda ws: ws.prepared, "--backbone", "vit_q"), "bad setting", r"vit_q"),
+    "train/unknown backbone": (_setting("--backbone", "vit_q"), "bad setting", r"vit_q"),
     "train/pretrained without checkpoint file": (
-        _training(lambda ws: ws.prepared, "--pretrained", "true", "--backbone_checkpoint", "/nowhere/sam.pth"),
+        _setting("--pretrained", "true", "--backbone_checkpoint", "/nowhere/sam.pth"),
         "missing file",
         r"/nowhere/sam.pth",
     ),
     "train/pretrained random bytes": (
-        lambda ws: _training(
-            lambda w: w.prepared,
+        lambda ws: _setting(
             "--pretrained",
             "true",
             "--backbone_checkpoint",
@@ -656,29 +660,27 @@ CASES: dict[str, Case] = {
         r"random.pth: torch.load\(weights_only=True\) cannot read it",
     ),
     "train/pretrained another model": (
-        lambda ws: _training(
-            lambda w: w.prepared, "--pretrained", "true", "--backbone_checkpoint", str(ws.models / "model.pt")
-        )(ws),
+        lambda ws: _setting("--pretrained", "true", "--backbone_checkpoint", str(ws.models / "model.pt"))(ws),
         "silently wrong",
         r"model.pt: only 0 of the \d+ image-encoder tensors",
     ),
     "train/checkpoint folder under a file": (
-        _training(lambda ws: ws.prepared, ckpt=lambda ws: ws.file("plain", b"x") / "models"),
+        _setting(ckpt=lambda ws: ws.file("plain", b"x") / "models"),
         "bad output path",
         r"plain/models: cannot write the checkpoints here",
     ),
     "train/only checkpoint damaged": (
-        _training(lambda ws: ws.prepared, ckpt=lambda ws: _checkpoint_dir(ws, _damage("checkpoint_epoch=1.pt"))),
+        _setting(ckpt=lambda ws: _checkpoint_dir(ws, _damage("checkpoint_epoch=1.pt"))),
         "unreadable file",
         r"no intact checkpoint to resume from",
     ),
     "train/checkpoint of another run": (
-        _training(lambda ws: ws.prepared, ckpt=lambda ws: _checkpoint_dir(ws, _other_seed)),
+        _setting(ckpt=lambda ws: _checkpoint_dir(ws, _other_seed)),
         "bad setting",
         r"this checkpoint is of another run .*seed: 7 -> 0",
     ),
     "train/config typo": (
-        _training(lambda ws: ws.prepared, "--train#dataloader#batch_sise", "2"),
+        _setting("--train#dataloader#batch_sise", "2"),
         "bad setting",
         r"batch_sise",
     ),
