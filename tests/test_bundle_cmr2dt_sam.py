@@ -135,6 +135,7 @@ def test_train_resume_evaluate_and_infer(workspace):
         input_files=[str(stack)],
     )
     wf.run()
+    assert [p.name for p in out_dir.iterdir()] == [stack.name.replace(".nii.gz", "_seg.nii.gz")]  # no slice files
     mask = nib.load(str(out_dir / stack.name.replace(".nii.gz", "_seg.nii.gz")))
     source = nib.load(str(stack))
     assert mask.shape == source.shape

@@ -109,3 +109,12 @@ def test_inputs_with_the_same_name_are_refused_before_writing(tmp_path):
         expand_cine_inputs([first, second], work_dir)
     assert not work_dir.exists()
     assert len(expand_cine_inputs([first], work_dir)) == 3
+
+
+def test_an_input_refused_late_removes_the_slices_written_before_it(tmp_path):
+    stack = _write(tmp_path / "stack.nii.gz", (6, 5, 3, 4), (1.0, 1.0, 8.0, 33.0))
+    flat = save_nifti(np.zeros((6, 5), dtype=np.float32), np.eye(4), tmp_path / "flat.nii.gz")
+    work_dir = tmp_path / "work"
+    with pytest.raises(DataError, match=r"flat\.nii\.gz: shape \(6, 5\): expected a cine"):
+        expand_cine_inputs([stack, flat], work_dir)
+    assert not work_dir.exists()

@@ -21,6 +21,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.inferers import Inferer
 
+from ..atomic import removed_on_failure
 from ..data.nifti import check_distinct_stems, load_nifti, nifti_stem, save_nifti
 from ..data.phases import phase_group_count
 from ..data.prepare.cardiac import slice_affine
@@ -34,27 +35,28 @@ def expand_cine_inputs(files: Sequence[str | Path], work_dir: str | Path) -> lis
     """Items for the inference pipeline: a (H, W, T) file as it is, a (H, W, Z, T) file split into Z slice files.
 
     Outputs are named after the inputs' file names, so inputs that share one (``a/cine.nii.gz``, ``b/cine.nii.gz``)
-    are refused with :class:`DataError` before anything is written.
+    are refused with :class:`DataError` before anything is written; an input refused later (NaNs, a wrong shape)
+    removes the slice files written before it.
     """
     if isinstance(files, (str, Path)):
         files = [files]
     if not files:
         raise DataError(None, "no input files given (set input_files to one or more NIfTI cines)")
     check_distinct_stems(files)
-    work_dir = Path(work_dir)
     items = []
-    for file in map(Path, files):
-        vol = load_nifti(file)
-        _check_signal(file, vol.array)
-        if vol.array.ndim == 3:
-            items.append({"image": str(file), "source": str(file)})
-        elif vol.array.ndim == 4:
-            for z in range(vol.array.shape[2]):
-                out = work_dir / f"{nifti_stem(file)}_s{z:02d}.nii.gz"
-                save_nifti(vol.array[:, :, z, :], slice_affine(vol.affine, z), out)
-                items.append({"image": str(out), "source": str(file)})
-        else:
-            raise DataError(file, f"shape {vol.array.shape}: expected a cine (H, W, T) or a stack (H, W, Z, T)")
+    with removed_on_failure(work_dir) as work_dir:
+        for file in map(Path, files):
+            vol = load_nifti(file)
+            _check_signal(file, vol.array)
+            if vol.array.ndim == 3:
+                items.append({"image": str(file), "source": str(file)})
+            elif vol.array.ndim == 4:
+                for z in range(vol.array.shape[2]):
+                    out = work_dir / f"{nifti_stem(file)}_s{z:02d}.nii.gz"
+                    save_nifti(vol.array[:, :, z, :], slice_affine(vol.affine, z), out)
+                    items.append({"image": str(out), "source": str(file)})
+            else:
+                raise DataError(file, f"shape {vol.array.shape}: expected a cine (H, W, T) or a stack (H, W, Z, T)")
     return items
 
 
