@@ -19,6 +19,7 @@ from samzoo.errors import DataError
 from samzoo.nnunet.dataset import MARKER, write_raw_dataset
 from samzoo.nnunet.folders import use_run_folders
 from samzoo.nnunet.manifest import draw_manifest, run_manifest, save_manifest, stack_volumes
+from samzoo.nnunet.training import PolyLRScheduler
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "nnunet" / "configs"
 TINY = {"max_epochs": 1, "epoch_length": 1, "val_iterations": 1, "batch_size": 2}
@@ -214,6 +215,33 @@ def test_training_resumes_and_refuses_another_subset(trained: Path, demo: Path) 
         run(config_file=str(CONFIGS / "train.json"), bundle_root=str(trained), dataset_dir=str(demo.parent),
             num_slices=3, **TINY)  # fmt: skip
     assert "another subset" in str(cause_of(raised.value, DataError))
+
+
+def _poly_rates(max_epochs: int, epochs: int, state: dict | None = None) -> tuple[list[float], dict]:
+    """The rate each of ``epochs`` epochs trains with (one scheduler step per epoch, as LrScheduleHandler does),
+    starting from a saved scheduler ``state`` when given, and the scheduler's state at the end."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01, momentum=0.99, nesterov=True)
+    scheduler = PolyLRScheduler(optimizer, 0.01, max_epochs)
+    if state is not None:
+        scheduler.load_state_dict(state)
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates, scheduler.state_dict()
+
+
+def test_poly_schedule_resumes_exactly_and_stretches_to_a_larger_max_epochs() -> None:
+    rates, _ = _poly_rates(4, 6)
+    assert rates == pytest.approx([0.01 * (1 - e / 4) ** 0.9 for e in range(4)] + [0.0, 0.0])  # 0 past the end
+    first, state = _poly_rates(4, 2)
+    rest, _ = _poly_rates(4, 2, state)
+    assert first + rest == rates[:4]  # the same max_epochs: the uninterrupted schedule, exactly
+    _, finished = _poly_rates(2, 2)  # nnU-Net's own scheduler would keep max_steps 2 and go complex at epoch 4
+    extended, _ = _poly_rates(4, 2, finished)
+    assert extended == pytest.approx([0.01 * (1 - e / 4) ** 0.9 for e in (2, 3)])
+    assert all(isinstance(rate, float) for rate in extended)
 
 
 def test_study_tables_follow_the_thesis_layout(tmp_path: Path) -> None:

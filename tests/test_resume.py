@@ -1,5 +1,8 @@
 """Exact resume: a training killed with SIGKILL at a random iteration and started again ends with the same weights
-as an uninterrupted run, even when its newest checkpoint is damaged and a killed save left its temporary file."""
+as an uninterrupted run, even when its newest checkpoint is damaged and a killed save left its temporary file.
+
+Checked for cmr2dt_sam (MONAI data loading and random transforms) and nnunet (nnU-Net's own loader and
+augmentation, in the main process)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 from samzoo.data.demo import write_demo
 
-CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "cmr2dt_sam" / "configs"
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 MAX_EPOCHS = 3
 
 # Runs the training of the given overrides and kills its own process (SIGKILL, as `kill -9`) after an iteration.
@@ -36,27 +39,28 @@ wf.run()
 """
 
 
-def _settings(root: Path, dataset: Path, name: str) -> dict:
-    # Long-axis slices only: four training cines, two iterations per epoch, so three epochs take seconds.
-    return {
-        "bundle_root": str(CONFIGS.parent),
+def _settings(bundle: str, root: Path, dataset: Path, name: str) -> dict:
+    """Overrides for a training of a few seconds: three epochs of two iterations on tiny inputs."""
+    common = {
+        "bundle_root": str(BUNDLES / bundle),
         "dataset_dir": str(dataset),
         "ckpt_dir": str(root / name / "models"),
         "output_dir": str(root / name / "runs"),
-        "train_views": ["LAX"],
-        "roi_size": [32, 32],
-        "num_phases": 4,
-        "batch_size": 2,
-        "num_workers": 0,
         "max_epochs": MAX_EPOCHS,
         "val_interval": 1,
+        "batch_size": 2,
     }
+    if bundle == "nnunet":  # two random slices per stack, nnU-Net's augmentation in the main process
+        return {**common, "num_slices": 2, "epoch_length": 2, "val_iterations": 1, "augmentation_workers": 0}
+    # Long-axis slices only: four training cines, two iterations per epoch.
+    return {**common, "train_views": ["LAX"], "roi_size": [32, 32], "num_phases": 4, "num_workers": 0}
 
 
-def _train(settings: dict) -> tuple[dict[str, torch.Tensor], ConfigWorkflow]:
+def _train(bundle: str, settings: dict) -> tuple[dict[str, torch.Tensor], ConfigWorkflow]:
+    configs = BUNDLES / bundle / "configs"
     wf = ConfigWorkflow(
-        config_file=str(CONFIGS / "train.json"),
-        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(configs / "train.json"),
+        meta_file=str(configs / "metadata.json"),
         logging_file=False,
         workflow_type="train",
         **settings,
@@ -68,21 +72,22 @@ def _train(settings: dict) -> tuple[dict[str, torch.Tensor], ConfigWorkflow]:
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_training_matches_the_uninterrupted_one(tmp_path, caplog):
+@pytest.mark.parametrize("bundle", ["cmr2dt_sam", "nnunet"])
+def test_killed_and_resumed_training_matches_the_uninterrupted_one(bundle, tmp_path, caplog):
     dataset = write_demo("cine", tmp_path / "demo", cases=6, seed=3).parent
-    reference, wf = _train(_settings(tmp_path, dataset, "uninterrupted"))
+    reference, wf = _train(bundle, _settings(bundle, tmp_path, dataset, "uninterrupted"))
     trainer = wf.parser.get_parsed_content("train#trainer")
     epoch_length = trainer.state.epoch_length
     assert epoch_length >= 2 and trainer.state.epoch == MAX_EPOCHS
 
     # Killed after a random iteration past the first epoch, so a periodic checkpoint exists and work is lost.
     kill_at = random.randint(epoch_length + 1, MAX_EPOCHS * epoch_length - 1)
-    settings = _settings(tmp_path, dataset, "killed")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CONFIGS.parents[2] / "shared"), *sys.path])}
+    settings = _settings(bundle, tmp_path, dataset, "killed")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BUNDLES.parent / "shared"), *sys.path])}
     done = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN, str(CONFIGS), json.dumps(settings), str(kill_at)],
+        [sys.executable, "-c", KILLED_RUN, str(BUNDLES / bundle / "configs"), json.dumps(settings), str(kill_at)],
         env=env,
-        cwd=CONFIGS.parents[2],
+        cwd=BUNDLES.parent,
         capture_output=True,
         text=True,
         timeout=600,
@@ -99,7 +104,7 @@ def test_killed_and_resumed_training_matches_the_uninterrupted_one(tmp_path, cap
     (ckpt_dir / ".tmp_abcd.pt").write_bytes(b"")
 
     with caplog.at_level(logging.WARNING, logger="samzoo.engine.checkpoints"):
-        resumed, wf = _train(settings)
+        resumed, wf = _train(bundle, settings)
     assert f"resuming from the older intact {saved[0]} instead" in caplog.text
     assert str(damaged) in caplog.text
     assert wf.parser.get_parsed_content("train#trainer").state.epoch == MAX_EPOCHS
@@ -108,7 +113,5 @@ def test_killed_and_resumed_training_matches_the_uninterrupted_one(tmp_path, cap
     differing = [k for k in reference if not torch.equal(reference[k], resumed[k])]
     assert not differing, f"killed after iteration {kill_at}: {len(differing)} tensors differ, e.g. {differing[:3]}"
     # Only the final periodic checkpoint and the best model remain: no temporary file, no superseded checkpoint.
-    assert sorted(p.name for p in ckpt_dir.iterdir() if p.is_file()) == [
-        f"checkpoint_epoch={MAX_EPOCHS}.pt",
-        "model.pt",
-    ]
+    assert sorted(p.name for p in ckpt_dir.glob("*.pt")) == [f"checkpoint_epoch={MAX_EPOCHS}.pt", "model.pt"]
+    assert not list(ckpt_dir.glob(".tmp_*"))

@@ -20,6 +20,7 @@ import torch
 from ignite.engine import Engine
 from ignite.metrics import Metric
 from monai.engines.utils import IterationEvents
+from nnunetv2.training.lr_scheduler import polylr as nnunet_polylr
 
 from ..atomic import atomic_path
 from .workers import worker_threads
@@ -119,12 +120,37 @@ def save_nnunet_description(nnunet_trainer: Any, ckpt_dir: str | Path) -> Path:
     return ckpt_dir
 
 
-def poly_lr_scheduler(optimizer: torch.optim.Optimizer, initial_lr: float, max_epochs: int) -> Any:
-    """nnU-Net's ``PolyLRScheduler`` over this run's ``max_epochs`` (nnU-Net's own trainer spans its 1000
-    epochs), stepped once per epoch."""
-    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+class PolyLRScheduler(nnunet_polylr.PolyLRScheduler):
+    """nnU-Net's poly schedule, ``lr = initial_lr * (1 - epoch / max_epochs) ** 0.9``, over this run's
+    ``max_epochs`` (nnU-Net's own trainer spans its 1000 epochs), stepped once per epoch.
 
-    return PolyLRScheduler(optimizer, initial_lr, int(max_epochs))
+    nnU-Net's scheduler saves ``max_steps`` with its state, so a training resumed with a larger ``max_epochs`` would
+    keep the old length: a rate of 0 for the first added epoch, then a complex-valued rate that stops the optimizer.
+    Here a loaded state keeps its epoch count but takes this run's length, and the optimizer gets the rate of the
+    current epoch on it: with the same ``max_epochs`` that is the saved rate (exact resume); with a larger one the
+    rest of the schedule is stretched to the new end. Past the end the rate stays 0.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, initial_lr: float, max_epochs: int) -> None:
+        super().__init__(optimizer, float(initial_lr), int(max_epochs))
+
+    def step(self, current_step: int | None = None) -> None:
+        if current_step is None or current_step == -1:
+            current_step = self.ctr
+            self.ctr += 1
+        self._set_rate(current_step)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        max_steps = self.max_steps
+        super().load_state_dict(state_dict)
+        self.max_steps = max_steps
+        self._set_rate(self.ctr - 1)  # the epoch the rate in use belongs to
+
+    def _set_rate(self, step: int) -> None:
+        rate = self.initial_lr * max(0.0, 1 - step / self.max_steps) ** self.exponent
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self._last_lr = [rate] * len(self.optimizer.param_groups)
 
 
 def nnunet_trainer(
