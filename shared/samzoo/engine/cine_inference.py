@@ -129,7 +129,8 @@ class CineMaskAssembler:
     overlays the input in any viewer and keeps its timing.
 
     ``scratch_dir``, when given, is the folder of the per-slice files and their predictions: it is removed once the
-    masks are written, so the output folder holds only the masks.
+    masks are written, and when the run fails (the error is raised on), so the output folder holds only masks.
+    List this handler before ``StatsHandler``: ignite stops at the first ``EXCEPTION_RAISED`` handler that raises.
     """
 
     def __init__(
@@ -148,8 +149,23 @@ class CineMaskAssembler:
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.COMPLETED, self)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._discard)
+
+    def _discard(self, engine: Engine, error: BaseException) -> None:
+        self._remove_scratch()
+        raise error
+
+    def _remove_scratch(self) -> None:
+        if self.scratch_dir is not None:
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def __call__(self, engine: Engine | None = None) -> list[Path]:
+        try:
+            return self._assemble()
+        finally:
+            self._remove_scratch()
+
+    def _assemble(self) -> list[Path]:
         written = []
         for file in self.files:
             vol = load_nifti(file)
@@ -167,8 +183,6 @@ class CineMaskAssembler:
                 raise DataError(out, "the mask would overwrite its input; choose another output_dir or postfix")
             written.append(save_nifti(mask.astype(np.uint8), vol.affine, out, zooms=vol.zooms, units=vol.units))
             logger.info("mask of %s written to %s", file, out)
-        if self.scratch_dir is not None:
-            shutil.rmtree(self.scratch_dir, ignore_errors=True)
         return written
 
     @staticmethod
