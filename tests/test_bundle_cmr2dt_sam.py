@@ -188,3 +188,20 @@ def test_paper_setting_names_its_precision():
     parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "variants" / "paper.json")])
     assert parser.get_parsed_content("amp") is True
     assert parser.get_parsed_content("train#trainer#amp_kwargs")["dtype"] == torch.bfloat16
+
+
+def test_loading_the_inference_pipeline_writes_nothing(tmp_path, monkeypatch):
+    """MONAI Label builds the pre/postprocessing, inferer and network of inference.json for every request (and drops
+    SaveImaged): none of that may create folders, in the output or the temporary folder; only a run does."""
+    import tempfile
+
+    from monai.bundle import ConfigParser
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path / "out")})
+    for key in ("preprocessing", "postprocessing", "inferer", "network_def", "displayable_configs"):
+        parser.get_parsed_content(key)
+    assert not list(tmp_path.iterdir())
+    assert Path(parser.get_parsed_content("work_dir")).parent == tmp_path / "out"
